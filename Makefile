@@ -1,0 +1,43 @@
+# pysciml developer targets. Every target that runs code first makes sure .venv exists.
+#
+# torch is installed first and pinned to exactly 2.13.0: a CPU wheel of that version is
+# available locally, whereas any other spec makes pip download a multi-GB CUDA build.
+# Once it is installed, "torch>=2.4,<3" in pyproject.toml is already satisfied.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH_SPEC := torch==2.13.0
+
+.PHONY: venv demo test test-all bench lint clean distclean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	@touch $(STAMP)
+
+demo: venv
+	$(PY) examples/demo.py
+
+test: venv
+	$(PY) -m pytest -m "not slow" -q --durations=15
+
+test-all: venv
+	$(PY) -m pytest -q --durations=15
+
+bench: venv
+	$(PY) benchmarks/neural_ode.py
+
+lint: venv
+	$(PY) -m ruff check pysciml tests
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,94 @@
+r"""Algorithm descriptors, by their DifferentialEquations.jl names.
+
+An algorithm is data: its family's step function and its coefficient table. It holds no
+integration state. Tolerances, save points, the step-size controller and the sensitivity method
+are arguments of :func:`~pysciml.solve`, as in SciML.
+
+=========  =====  ======  ====  ============  ==========================================
+name       order  stages  FSAL  dense output  use
+=========  =====  ======  ====  ============  ==========================================
+Euler      1      1       –     1 (linear)    fixed ``dt``; teaching, baselines
+RK4        4      4       –     3             fixed ``dt``
+Tsit5      5(4)   7       yes   4             the default non-stiff method
+DP5        5(4)   7       yes   4             Dormand–Prince (``dopri5``)
+Vern7      7(6)   10      –     7 (+6 lazy)   tight tolerances (rtol ≤ 1e-8)
+=========  =====  ======  ====  ============  ==========================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .native import tableaus
+from .native.explicit import ExplicitRungeKutta
+from .native.tableau import ButcherTableau
+
+__all__ = ["AbstractAlgorithm", "AbstractExplicitRungeKutta", "Euler", "RK4", "Tsit5", "DP5",
+           "Vern7"]
+
+
+class AbstractAlgorithm:
+    """An ODE method. ``adaptive``: whether it controls its step size from an error estimate."""
+
+    adaptive: ClassVar[bool]
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"{self.name}()"
+
+
+class AbstractExplicitRungeKutta(AbstractAlgorithm):
+    """An explicit Runge–Kutta method given by its Butcher tableau."""
+
+    tableau: ClassVar[ButcherTableau]
+
+    @property
+    def adaptive(self) -> bool:  # type: ignore[override]
+        return self.tableau.adaptive
+
+    def stepper(self) -> ExplicitRungeKutta:
+        """The native runtime's step for this method."""
+        return ExplicitRungeKutta(self.tableau)
+
+
+@dataclass(frozen=True, repr=False)
+class Euler(AbstractExplicitRungeKutta):
+    r"""Forward Euler, :math:`u_{n+1} = u_n + h f(t_n, u_n)`: order 1, fixed step (``dt``)."""
+
+    tableau: ClassVar[ButcherTableau] = tableaus.EULER
+
+
+@dataclass(frozen=True, repr=False)
+class RK4(AbstractExplicitRungeKutta):
+    """The classical fourth-order Runge–Kutta method (Kutta 1901): fixed step (``dt``),
+    dense output of order 3."""
+
+    tableau: ClassVar[ButcherTableau] = tableaus.RK4
+
+
+@dataclass(frozen=True, repr=False)
+class Tsit5(AbstractExplicitRungeKutta):
+    """Tsitouras 5(4) (Tsitouras 2011): 7 stages, FSAL, free 4th-order interpolant. The
+    recommended default for non-stiff problems at moderate tolerances."""
+
+    tableau: ClassVar[ButcherTableau] = tableaus.TSIT5
+
+
+@dataclass(frozen=True, repr=False)
+class DP5(AbstractExplicitRungeKutta):
+    """Dormand–Prince 5(4) (Dormand & Prince 1980), as ``dopri5``: 7 stages, FSAL, 4th-order
+    dense output (Shampine 1986)."""
+
+    tableau: ClassVar[ButcherTableau] = tableaus.DP5
+
+
+@dataclass(frozen=True, repr=False)
+class Vern7(AbstractExplicitRungeKutta):
+    """Verner's "most efficient" 7(6) pair: 10 stages, 7th-order dense output from 6 extra
+    stages computed only when an interpolated value is needed. For tight tolerances."""
+
+    tableau: ClassVar[ButcherTableau] = tableaus.VERN7

@@ -1,0 +1,110 @@
+"""The adapter from ``solve``'s descriptors to the native PyTorch engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from ..native.adjoint import adjoint_solve
+from ..native.integrate import integrate
+from ..native.stepper import AbstractStepper
+from ..problem import ODEProblem
+from ..sensealg import AbstractAdjoint, AbstractSensitivityAlgorithm, DirectBackprop
+from ..solution import ODESolution
+from ..validation import ValidatedInputs
+
+__all__ = ["FlatProblem", "SolveOptions", "solve_native"]
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """The solve's options that reach the native loop."""
+
+    dt: Any
+    max_steps: int
+    shared_step: bool
+    dense: bool
+    controller: Any
+    tstops: torch.Tensor | None
+    dtmin: float
+    dtmax: float | None
+
+
+class FlatProblem:
+    r"""A problem seen by the loop: states ``(B, N)`` with ``B = prod(batch)``, ``N = prod(state)``.
+
+    ``rhs(t, y, p)`` calls the user's ``f`` with ``t`` of shape ``batch_shape`` and ``u`` of shape
+    ``(*batch, *state)``.
+    """
+
+    def __init__(self, prob: ODEProblem):
+        self.f = prob.f
+        self.batch_shape = prob.batch_shape
+        self.state_shape = prob.state_shape
+        self.B = int(torch.Size(self.batch_shape).numel())
+        self.N = int(torch.Size(self.state_shape).numel())
+
+    def rhs(self, t: torch.Tensor, y: torch.Tensor, p: Any) -> torch.Tensor:
+        u = y.reshape(*self.batch_shape, *self.state_shape)
+        return self.f(t.reshape(self.batch_shape), u, p).reshape(self.B, self.N)
+
+    def flatten(self, u: torch.Tensor) -> torch.Tensor:
+        return u.reshape(self.B, self.N)
+
+    def unflatten(self, y: torch.Tensor) -> torch.Tensor:
+        """``(..., B, N) -> (..., *batch, *state)``."""
+        return y.reshape(*y.shape[:-2], *self.batch_shape, *self.state_shape)
+
+
+def trainable_parameters(prob: ODEProblem) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The tensors gradients may flow to: leaves of ``p`` and an ``nn.Module``'s parameters."""
+    p_leaves = [x for x in pytree.tree_leaves(prob.p) if isinstance(x, torch.Tensor)]
+    module_params = (
+        [q for q in prob.f.parameters() if q.requires_grad]
+        if isinstance(prob.f, torch.nn.Module) else []
+    )
+    return p_leaves, module_params
+
+
+def _needs_grad(prob: ODEProblem, inputs: ValidatedInputs) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    p_leaves, module_params = trainable_parameters(prob)
+    tensors = [prob.u0, inputs.t0, inputs.t1, inputs.ts, *p_leaves, *module_params]
+    return any(x.requires_grad for x in tensors)
+
+
+def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: SolveOptions,
+                 sensealg: AbstractSensitivityAlgorithm | None) -> ODESolution:
+    """Solve on the native runtime; gradients by ``sensealg`` (DirectBackprop by default)."""
+    flat = FlatProblem(prob)
+    stepper: AbstractStepper = alg.stepper()
+    sensealg = sensealg if sensealg is not None else DirectBackprop()
+    loop_kwargs = dict(
+        rtol=inputs.rtol, atol=inputs.atol, dt=options.dt, controller=options.controller,
+        max_steps=options.max_steps, shared_step=options.shared_step, tstops=options.tstops,
+        dtmin=options.dtmin, dtmax=options.dtmax,
+    )
+    if isinstance(sensealg, AbstractAdjoint) and _needs_grad(prob, inputs):
+        us, result = adjoint_solve(flat, prob, stepper, inputs, sensealg, options.dense,
+                                   loop_kwargs)
+    else:
+        p = prob.p
+
+        def rhs(t, y):
+            return flat.rhs(t, y, p)
+
+        result = integrate(stepper, rhs, inputs.t0, inputs.t1, flat.flatten(prob.u0),
+                           ts=inputs.ts, dense=options.dense, **loop_kwargs)
+        us = result.us
+    dense = result.dense
+    if dense is not None:
+        dense.unflatten = flat.unflatten
+    return ODESolution(
+        t=inputs.ts, u=flat.unflatten(us), status=result.status.reshape(flat.batch_shape),
+        stats=result.stats, alg=alg, backend="native", dense=dense,
+        t_end=result.t.reshape(flat.batch_shape),
+    )

@@ -1,0 +1,63 @@
+"""The interface between the time loop and a solver family: take one step, interpolate in it.
+
+A stepper holds settings only. The loop owns the state: the time ``t`` and step ``h`` of shape
+``(B,)``, the state ``u`` of shape ``(B, N)``, and the stepper's ``cache`` (whatever the family
+carries from step to step: the FSAL derivative, a Jacobian, a factorisation, a history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+__all__ = ["AbstractStepper", "StepResult", "RHS"]
+
+RHS = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""The flattened right-hand side ``f(t: (B,), u: (B, N)) -> (B, N)`` the loop works with."""
+
+
+class StepResult(NamedTuple):
+    """One trial step from ``(t, u)`` over ``h``.
+
+    ``u_new``: the proposed state; ``err``: the local error estimate (``None`` for fixed-step
+    methods); ``stages``: what the interpolant needs, shape ``(B, N, s)``; ``cache``: the cache to
+    keep if the step is accepted.
+    """
+
+    u_new: torch.Tensor
+    err: torch.Tensor | None
+    stages: torch.Tensor
+    cache: Any
+
+
+class AbstractStepper:
+    """One solver family's step. Subclasses are final; see ``explicit.ExplicitRungeKutta``."""
+
+    order: int
+    error_order: int | None
+    adaptive: bool
+
+    def init(self, f: RHS, t: torch.Tensor, u: torch.Tensor, f0: torch.Tensor) -> Any:
+        """The cache at the start of an integration (or after a jump of ``u``)."""
+        raise NotImplementedError
+
+    def step(self, f: RHS, t: torch.Tensor, u: torch.Tensor, h: torch.Tensor,
+             cache: Any) -> StepResult:
+        """A trial step. Members with ``h = 0`` must come back unchanged and finite."""
+        raise NotImplementedError
+
+    def merge(self, cache: Any, new: Any, accept: torch.Tensor) -> Any:
+        """The cache after the step: ``new`` for accepted members, ``cache`` for the rest."""
+        raise NotImplementedError
+
+    def dense_stages(self, f: RHS, t: torch.Tensor, u: torch.Tensor, h: torch.Tensor,
+                     result: StepResult) -> torch.Tensor:
+        """The stages the interpolant needs (a method may add extra ones here, lazily)."""
+        return result.stages
+
+    def interpolate(self, u: torch.Tensor, h: torch.Tensor, stages: torch.Tensor,
+                    theta: torch.Tensor) -> torch.Tensor:
+        """The dense output at ``t + theta * h`` (``theta`` of shape ``(B,)`` or ``(B, Q)``)."""
+        raise NotImplementedError

@@ -1,0 +1,61 @@
+r"""Problem definitions: what to solve, independent of how.
+
+An :class:`ODEProblem` is the initial value problem
+
+.. math::
+    \frac{du}{dt} = f(t, u, p), \qquad u(t_0) = u_0, \qquad t \in [t_0, t_1],
+
+with ``u`` a tensor of shape ``(*batch, *state)``. The first ``batch_ndim`` dimensions of ``u0``
+index independent members of a batch (each takes its own adaptive steps); the rest is the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["ODEProblem"]
+
+
+@dataclass(frozen=True, eq=False)
+class ODEProblem:
+    r"""The initial value problem :math:`u' = f(t, u, p)`, :math:`u(t_0) = u_0`.
+
+    Args:
+        f: the right-hand side ``f(t, u, p) -> du/dt``, a callable or an ``nn.Module``. ``u`` has
+            the shape of ``u0``; ``t`` is a tensor of shape ``batch_shape`` (0-d when unbatched),
+            so write time dependence as ``t[..., None] * u`` to broadcast over the state. The
+            parameters of an ``nn.Module`` right-hand side receive gradients like ``p``.
+        u0: the initial state, a floating-point tensor of shape ``(*batch, *state)``.
+        tspan: ``(t0, t1)`` as numbers or 0-d tensors (tensors may require grad); ``t1 < t0``
+            integrates backwards in time.
+        p: parameters passed to ``f`` unchanged: a tensor, a pytree of tensors, or ``None``.
+        batch_ndim: how many leading dimensions of ``u0`` are batch dimensions.
+    """
+
+    f: Callable[..., torch.Tensor]
+    u0: torch.Tensor
+    tspan: tuple[Any, Any]
+    p: Any = None
+    batch_ndim: int = 0
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """The leading batch dimensions of ``u0``."""
+        return self.u0.shape[: self.batch_ndim]
+
+    @property
+    def state_shape(self) -> torch.Size:
+        """The shape of one member's state."""
+        return self.u0.shape[self.batch_ndim :]
+
+    def remake(self, **changes: Any) -> ODEProblem:
+        """A copy with some fields replaced, as SciML's ``remake``."""
+        fields = dict(f=self.f, u0=self.u0, tspan=self.tspan, p=self.p,
+                      batch_ndim=self.batch_ndim, kwargs=self.kwargs)
+        fields.update(changes)
+        return ODEProblem(**fields)

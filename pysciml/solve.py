@@ -1,0 +1,126 @@
+"""``solve``: validate the inputs, choose the runtime, return an :class:`ODESolution`."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import torch
+
+from .algorithms import AbstractAlgorithm
+from .backends import select_backend
+from .native.controller import AbstractController
+from .problem import ODEProblem
+from .sensealg import AbstractSensitivityAlgorithm
+from .solution import ODESolution, ReturnCode, SolveFailedError
+from .validation import check_rhs_output, validate
+
+__all__ = ["solve"]
+
+
+def solve(
+    prob: ODEProblem,
+    alg: AbstractAlgorithm,
+    *,
+    saveat: Any = None,
+    dt: float | torch.Tensor | None = None,
+    rtol: float | torch.Tensor = 1e-3,
+    atol: float | torch.Tensor = 1e-6,
+    max_steps: int = 100_000,
+    sensealg: AbstractSensitivityAlgorithm | None = None,
+    backend: str = "auto",
+    throw: bool = False,
+    dense: bool | None = None,
+    shared_step: bool = False,
+    controller: AbstractController | None = None,
+    tstops: Any = None,
+    dtmin: float = 0.0,
+    dtmax: float | None = None,
+) -> ODESolution:
+    r"""Solve an initial value problem.
+
+    Args:
+        prob: the :class:`~pysciml.ODEProblem`.
+        alg: the algorithm, e.g. ``Tsit5()`` (see :mod:`pysciml.algorithms`).
+        saveat: the times to save at: a 1-d sequence within ``tspan`` (monotone in its
+            direction), a number (a spacing from ``t0``, ``t1`` included), or ``None`` for
+            ``(t0, t1)`` plus dense output.
+        dt: the step of a fixed-step method; for an adaptive method, the first step.
+        rtol, atol: relative and absolute tolerances (numbers, or tensors broadcastable to the
+            state shape); the defaults are SciML's, 1e-3 and 1e-6.
+        max_steps: the step budget of each batch member (accepted plus rejected steps).
+        sensealg: how to differentiate (:mod:`pysciml.sensealg`); ``None`` is
+            :class:`~pysciml.DirectBackprop`.
+        backend: ``"auto"``, ``"native"`` or ``"julia"``.
+        throw: raise :class:`~pysciml.SolveFailedError` when a member fails, instead of warning.
+        dense: keep every step for dense output ``sol(t)``; default: ``saveat is None``.
+        shared_step: one step size for the whole batch instead of one per member.
+        controller: the step-size controller (default :class:`~pysciml.PIController`).
+        tstops: times the solver must step to exactly (e.g. discontinuities of ``f``).
+        dtmin, dtmax: bounds of the step size's magnitude.
+
+    Returns:
+        An :class:`~pysciml.ODESolution` whose ``u`` has shape ``(len(t), *batch, *state)``.
+    """
+    if not isinstance(alg, AbstractAlgorithm):
+        raise TypeError(f"alg: expected an algorithm such as pysciml.Tsit5(), got "
+                        f"{type(alg).__name__}")
+    if sensealg is not None and not isinstance(sensealg, AbstractSensitivityAlgorithm):
+        raise TypeError(f"sensealg: expected a sensitivity algorithm such as "
+                        f"pysciml.InterpolatingAdjoint(), got {type(sensealg).__name__}")
+    if controller is not None and not isinstance(controller, AbstractController):
+        raise TypeError(f"controller: expected a step-size controller such as "
+                        f"pysciml.PIController(), got {type(controller).__name__}")
+    inputs = validate(prob, saveat=saveat, rtol=rtol, atol=atol, max_steps=max_steps, dt=dt)
+    if not alg.adaptive and dt is None:
+        raise ValueError(f"dt: {alg.name} is a fixed-step method and needs dt")
+    for name, value in (("dtmin", dtmin), ("dtmax", dtmax)):
+        if value is not None and (not isinstance(value, numbers.Real) or not value >= 0
+                                  or (name == "dtmax" and value == 0)):
+            raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    with torch.no_grad():
+        du0 = prob.f(inputs.t0.expand(prob.batch_shape), prob.u0, prob.p)
+    check_rhs_output(prob, du0)
+    stops = _check_tstops(tstops, inputs)
+    runtime = select_backend(backend, alg)
+    from .backends.native import SolveOptions, solve_native
+
+    options = SolveOptions(dt=dt, max_steps=max_steps, shared_step=shared_step,
+                           dense=(saveat is None) if dense is None else bool(dense),
+                           controller=controller, tstops=stops, dtmin=float(dtmin),
+                           dtmax=None if dtmax is None else float(dtmax))
+    assert runtime == "native"  # select_backend raises for anything it cannot run
+    sol = solve_native(prob, alg, inputs, options, sensealg)
+    if not sol.successful:
+        _report_failure(sol, throw)
+    return sol
+
+
+def _check_tstops(tstops: Any, inputs) -> torch.Tensor | None:
+    if tstops is None:
+        return None
+    stops = torch.as_tensor(tstops, dtype=inputs.dtype).to(inputs.device).reshape(-1).detach()
+    if not bool(torch.isfinite(stops).all()):
+        raise ValueError("tstops: expected finite times")
+    d = inputs.direction
+    lo, hi = float(d * inputs.t0), float(d * inputs.t1)
+    directed = torch.sort(d * stops).values
+    inside = directed[(directed > lo) & (directed < hi)]
+    if directed.numel() != inside.numel():
+        raise ValueError(f"tstops: times must lie strictly inside tspan ({float(inputs.t0)}, "
+                         f"{float(inputs.t1)})")
+    inside = torch.unique_consecutive(inside)
+    return d * inside if inside.numel() else None
+
+
+def _report_failure(sol: ODESolution, throw: bool) -> None:
+    codes = sol.status.reshape(-1)
+    failed = codes != ReturnCode.Success
+    first = ReturnCode(int(codes[failed][0]))
+    n_failed, n = int(failed.sum()), codes.numel()
+    who = "the solve" if n == 1 else f"{n_failed} of {n} batch members"
+    message = f"{who} ended with {first.name}: {first.message}"
+    if throw:
+        raise SolveFailedError(message, sol)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)

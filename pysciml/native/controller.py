@@ -47,9 +47,12 @@ class PIController(AbstractController):
         h_{n+1} = h_n \cdot \mathrm{clip}\Big(s\, \|e_n\|^{-\beta_1} \|e_{n-1}\|^{\beta_2},\;
         f_{\min},\; f_{\max}\Big)
 
-    with :math:`\beta_1 = 0.7/k`, :math:`\beta_2 = 0.4/k` by default and :math:`k` one more
-    than the order of the error estimator. After a rejection the step only shrinks (and by
-    :math:`f_{\min}` when the trial step was not finite).
+    with :math:`k` one more than the order of the error estimator and by default
+    :math:`\beta_2 = 0.2/k`, :math:`\beta_1 = 1/k - 0.75\beta_2`: the rule of Hairer's DOPRI5
+    code (:math:`\beta_1 = 0.17`, :math:`\beta_2 = 0.04` at :math:`k = 5`), scaled to other
+    orders; ``beta2 = 0`` gives I control with :math:`\beta_1 = 1/k`.
+    After a rejection the step only shrinks (by :math:`f_{\min}` when the trial step was not
+    finite).
 
     Args:
         beta1, beta2: the exponents (``None``: the defaults above); ``beta2 = 0`` is I control.
@@ -75,8 +78,8 @@ class PIController(AbstractController):
 
     def adapt(self, h, errn, state, accept, order):
         k = order + 1
-        beta1 = 0.7 / k if self.beta1 is None else self.beta1
-        beta2 = 0.4 / k if self.beta2 is None else self.beta2
+        beta2 = 0.2 / k if self.beta2 is None else self.beta2
+        beta1 = 1.0 / k - 0.75 * beta2 if self.beta1 is None else self.beta1
         finite = torch.isfinite(errn)
         e = torch.where(finite, errn, torch.ones_like(errn)).clamp_min(1e-10)
         grow = self.safety * e.pow(-beta1) * state.pow(beta2)
@@ -90,9 +93,11 @@ class PIController(AbstractController):
 
 @dataclass(frozen=True)
 class IController(PIController):
-    r"""Integral (elementary) control, :math:`h_{n+1} = h_n\, s \|e_n\|^{-1/k}`."""
+    r"""Integral (elementary) control, :math:`h_{n+1} = h_n\, s \|e_n\|^{-1/k}`: the
+    controller of SciPy's RK45, torchdiffeq and diffrax's default."""
 
     beta2: float | None = 0.0
+
 
 
 def initial_step(f: Callable, t0: torch.Tensor, u0: torch.Tensor, f0: torch.Tensor,

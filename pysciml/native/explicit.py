@@ -4,9 +4,11 @@ r"""The explicit Runge–Kutta step, for any :class:`~pysciml.native.tableau.But
     k_i = f\Big(t + c_i h,\; u + h \sum_{j<i} a_{ij} k_j\Big), \quad
     u_{new} = u + h \sum_i b_i k_i, \quad \mathrm{err} = h \sum_i e_i k_i .
 
-Each stage's combination of earlier stages is one matrix product with the tableau row, and the
-new state and the error estimate together are one more, so a step costs ``s`` calls of ``f``
-plus about ``3 s`` tensor operations.
+The stages live in one ``(s, B, N)`` buffer; each stage's combination of earlier stages is one
+matrix–vector product with the tableau row, and the new state and the error estimate together
+are one more, so a step costs ``s`` calls of ``f`` plus about ``4 s`` tensor operations. (The
+tableau never requires grad, so autograd does not save the buffer and the in-place stage writes
+are safe.)
 """
 
 from __future__ import annotations
@@ -48,24 +50,23 @@ class ExplicitRungeKutta(AbstractStepper):
 
     def step(self, f: RHS, t, u, h, cache) -> StepResult:
         tab = self.tableau.tensors(u.dtype, u.device)
+        s = self.tableau.stages
+        B, N = u.shape
         hcol = h[:, None]
-        k = cache if cache is not None else f(t, u)
-        ks = [k]
-        for i in range(1, self.tableau.stages):
-            if i == 1:
-                increment = ks[0] * tab.a[1, 0]
-            else:
-                increment = torch.stack(ks, -1) @ tab.a[i, :i]
-            ks.append(f(t + tab.c[i] * h, u + hcol * increment))
-        stages = torch.stack(ks, -1)
+        stages = u.new_empty(s, B, N)  # written stage by stage; autograd tracks the copies
+        stages[0] = cache if cache is not None else f(t, u)
+        flat = stages.view(s, B * N)
+        for i in range(1, s):
+            increment = (tab.a[i, :i] @ flat[:i]).view(B, N)
+            stages[i] = f(t + tab.c[i] * h, torch.addcmul(u, hcol, increment))
         if self.tableau.adaptive:
-            combined = stages @ tab.b_and_error
-            u_new = u + hcol * combined[..., 0]
-            err = hcol * combined[..., 1]
+            combined = (tab.b_and_error.T @ flat).view(2, B, N)
+            u_new = torch.addcmul(u, hcol, combined[0])
+            err = hcol * combined[1]
         else:
-            u_new = u + hcol * (stages @ tab.b)
+            u_new = torch.addcmul(u, hcol, (tab.b @ flat).view(B, N))
             err = None
-        return StepResult(u_new, err, stages, ks[-1] if self.tableau.fsal else None)
+        return StepResult(u_new, err, stages, stages[-1] if self.tableau.fsal else None)
 
     def merge(self, cache, new, accept):
         if cache is None:
@@ -73,23 +74,24 @@ class ExplicitRungeKutta(AbstractStepper):
         return torch.where(accept[:, None], new, cache)
 
     def dense_stages(self, f: RHS, t, u, h, result: StepResult) -> torch.Tensor:
-        if not self.tableau.extra_c:
+        n_extra = len(self.tableau.extra_c)
+        if not n_extra:
             return result.stages
         tab = self.tableau.tensors(u.dtype, u.device)
-        ks = list(result.stages.unbind(-1))
         s = self.tableau.stages
-        for j in range(len(self.tableau.extra_c)):
-            increment = torch.stack(ks, -1) @ tab.extra_a[j, : s + j]
-            ks.append(f(t + tab.extra_c[j] * h, u + h[:, None] * increment))
-        return torch.stack(ks, -1)
+        B, N = u.shape
+        stages = torch.cat([result.stages, u.new_empty(n_extra, B, N)])
+        flat = stages.view(s + n_extra, B * N)
+        for j in range(n_extra):
+            increment = (tab.extra_a[j, : s + j] @ flat[: s + j]).view(B, N)
+            stages[s + j] = f(t + tab.extra_c[j] * h, torch.addcmul(u, h[:, None], increment))
+        return stages
 
     def interpolate(self, u, h, stages, theta):
-        r""":math:`u + h \sum_i b_i(\theta) k_i` with the tableau's polynomial weights."""
+        r""":math:`u + h \sum_i b_i(\theta) k_i` with the tableau's polynomial weights;
+        ``stages`` of shape ``(s, B, N)``, ``theta`` of shape ``(B,)``."""
         tab = self.tableau.tensors(u.dtype, u.device)
         degree = tab.interp.shape[1]
-        powers = theta[..., None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
-        weights = powers @ tab.interp.T  # (..., s_all)
-        if theta.ndim == 1:  # (B,)
-            return u + h[:, None] * (stages @ weights[..., None])[..., 0]
-        # theta (B, Q): result (B, Q, N)
-        return u[:, None, :] + h[:, None, None] * torch.einsum("bns,bqs->bqn", stages, weights)
+        powers = theta[:, None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
+        weights = powers @ tab.interp.T  # (B, s_all)
+        return torch.addcmul(u, h[:, None], torch.einsum("sbn,bs->bn", stages, weights))

@@ -45,8 +45,9 @@ class DenseHistory:
 
     def _stack(self) -> tuple[torch.Tensor, ...]:
         if self._stacked is None:
-            t, h, u, stages = (torch.stack(x, 1) for x in zip(*self._steps))
-            self._stacked = (t, h, u, stages)  # (B, M), (B, M), (B, M, N), (B, M, N, s)
+            t, h, u = (torch.stack(x, 1) for x in list(zip(*self._steps))[:3])
+            stages = torch.stack([k.permute(1, 0, 2) for _, _, _, k in self._steps], 1)
+            self._stacked = (t, h, u, stages)  # (B, M), (B, M), (B, M, N), (B, M, s, N)
         return self._stacked
 
     def evaluate(self, tq: torch.Tensor) -> torch.Tensor:
@@ -66,13 +67,13 @@ class DenseHistory:
         h_i = torch.gather(h, 1, idx)
         theta = torch.where(h_i != 0, (tq[None, :] - t_i) / torch.where(h_i != 0, h_i, 1), 0)
         N = u.shape[-1]
-        s = stages.shape[-1]
+        s = stages.shape[2]
         u_i = torch.gather(u, 1, idx[..., None].expand(B, -1, N))  # (B, Q, N)
-        k_i = torch.gather(stages, 1, idx[..., None, None].expand(B, -1, N, s))  # (B, Q, N, s)
+        k_i = torch.gather(stages, 1, idx[..., None, None].expand(B, -1, s, N))  # (B, Q, s, N)
         Q = tq.shape[0]
         flat = self.stepper.interpolate(
-            u_i.reshape(B * Q, N), h_i.reshape(B * Q), k_i.reshape(B * Q, N, s),
-            theta.reshape(B * Q),
+            u_i.reshape(B * Q, N), h_i.reshape(B * Q),
+            k_i.reshape(B * Q, s, N).transpose(0, 1), theta.reshape(B * Q),
         ).reshape(B, Q, N)
         tol = 64 * torch.finfo(t.dtype).eps * torch.maximum(
             self.t_start.abs(), self.t_end.abs()).clamp_min(1.0)[:, None]  # (B, 1)

@@ -22,7 +22,7 @@ class StepResult(NamedTuple):
     """One trial step from ``(t, u)`` over ``h``.
 
     ``u_new``: the proposed state; ``err``: the local error estimate (``None`` for fixed-step
-    methods); ``stages``: what the interpolant needs, shape ``(B, N, s)``; ``cache``: the cache to
+    methods); ``stages``: what the interpolant needs, shape ``(s, B, N)``; ``cache``: the cache to
     keep if the step is accepted.
     """
 
@@ -59,5 +59,5 @@ class AbstractStepper:
 
     def interpolate(self, u: torch.Tensor, h: torch.Tensor, stages: torch.Tensor,
                     theta: torch.Tensor) -> torch.Tensor:
-        """The dense output at ``t + theta * h`` (``theta`` of shape ``(B,)`` or ``(B, Q)``)."""
+        """The dense output at ``t + theta * h``; ``theta`` of shape ``(B,)``."""
         raise NotImplementedError

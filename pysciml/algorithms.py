@@ -13,6 +13,16 @@ Tsit5      5(4)   7       yes   4             the default non-stiff method
 DP5        5(4)   7       yes   4             Dormand–Prince (``dopri5``)
 Vern7      7(6)   10      –     7 (+6 lazy)   tight tolerances (rtol ≤ 1e-8)
 =========  =====  ======  ====  ============  ==========================================
+
+Stiff (linearly implicit: one Jacobian and one LU factorisation per step):
+
+============  =====  ======  ============  =============================================
+name          order  stages  dense output  use
+============  =====  ======  ============  =============================================
+Rosenbrock23  2(3)   3       2             loose tolerances, W-method (tolerates any J)
+Rodas4        4(3)   6       3             stiffly accurate, medium tolerances
+Rodas5P       5(4)   8       4             stiffly accurate; the default stiff method
+============  =====  ======  ============  =============================================
 """
 
 from __future__ import annotations
@@ -20,12 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .native import tableaus
+from .native import rosenbrock_tableaus, tableaus
 from .native.explicit import ExplicitRungeKutta
+from .native.rosenbrock import Rosenbrock
+from .native.rosenbrock_tableaus import RosenbrockTableau
 from .native.tableau import ButcherTableau
 
 __all__ = ["AbstractAlgorithm", "AbstractExplicitRungeKutta", "Euler", "RK4", "Tsit5", "DP5",
-           "Vern7"]
+           "Vern7", "AbstractRosenbrock", "Rosenbrock23", "Rodas4", "Rodas5P"]
 
 
 class AbstractAlgorithm:
@@ -92,3 +104,40 @@ class Vern7(AbstractExplicitRungeKutta):
     stages computed only when an interpolated value is needed. For tight tolerances."""
 
     tableau: ClassVar[ButcherTableau] = tableaus.VERN7
+
+
+class AbstractRosenbrock(AbstractAlgorithm):
+    """A Rosenbrock (linearly implicit Runge–Kutta) method given by its tableau."""
+
+    tableau: ClassVar[RosenbrockTableau]
+    adaptive: ClassVar[bool] = True
+
+    def stepper(self) -> Rosenbrock:
+        """The native runtime's step for this method."""
+        return Rosenbrock(self.tableau)
+
+
+@dataclass(frozen=True, repr=False)
+class Rosenbrock23(AbstractRosenbrock):
+    """Shampine & Reichelt's ode23s (SIAM J. Sci. Comput. 18, 1997): order 2 with a
+    3rd-order error estimate, L-stable, a W-method (order 2 with any Jacobian approximation),
+    dense output of order 2."""
+
+    tableau: ClassVar[RosenbrockTableau] = rosenbrock_tableaus.ROSENBROCK23
+
+
+@dataclass(frozen=True, repr=False)
+class Rodas4(AbstractRosenbrock):
+    """Hairer & Wanner's RODAS (Solving ODEs II, IV.7): order 4(3), 6 stages, stiffly accurate,
+    L-stable, dense output of order 3."""
+
+    tableau: ClassVar[RosenbrockTableau] = rosenbrock_tableaus.RODAS4
+
+
+@dataclass(frozen=True, repr=False)
+class Rodas5P(AbstractRosenbrock):
+    """Steinebach's Rodas5P (BIT Numer. Math. 63, 2023): order 5(4), 8 stages, stiffly
+    accurate, L-stable, dense output of order 4. The recommended stiff method at medium to
+    tight tolerances."""
+
+    tableau: ClassVar[RosenbrockTableau] = rosenbrock_tableaus.RODAS5P

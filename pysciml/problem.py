@@ -34,6 +34,9 @@ class ODEProblem:
             integrates backwards in time.
         p: parameters passed to ``f`` unchanged: a tensor, a pytree of tensors, or ``None``.
         batch_ndim: how many leading dimensions of ``u0`` are batch dimensions.
+        jac: optionally the Jacobian ``jac(t, u, p) -> ∂f/∂u`` of shape
+            ``(*batch, *state, *state)`` for the implicit methods (by default they differentiate
+            ``f`` with torch.func).
     """
 
     f: Callable[..., torch.Tensor]
@@ -41,6 +44,7 @@ class ODEProblem:
     tspan: tuple[Any, Any]
     p: Any = None
     batch_ndim: int = 0
+    jac: Callable[..., torch.Tensor] | None = None
     kwargs: dict = field(default_factory=dict)
 
     @property
@@ -56,6 +60,6 @@ class ODEProblem:
     def remake(self, **changes: Any) -> ODEProblem:
         """A copy with some fields replaced, as SciML's ``remake``."""
         fields = dict(f=self.f, u0=self.u0, tspan=self.tspan, p=self.p,
-                      batch_ndim=self.batch_ndim, kwargs=self.kwargs)
+                      batch_ndim=self.batch_ndim, jac=self.jac, kwargs=self.kwargs)
         fields.update(changes)
         return ODEProblem(**fields)

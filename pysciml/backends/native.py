@@ -42,6 +42,7 @@ class FlatProblem:
 
     def __init__(self, prob: ODEProblem):
         self.f = prob.f
+        self.user_jac = prob.jac
         self.batch_shape = prob.batch_shape
         self.state_shape = prob.state_shape
         self.B = int(torch.Size(self.batch_shape).numel())
@@ -50,6 +51,11 @@ class FlatProblem:
     def rhs(self, t: torch.Tensor, y: torch.Tensor, p: Any) -> torch.Tensor:
         u = y.reshape(*self.batch_shape, *self.state_shape)
         return self.f(t.reshape(self.batch_shape), u, p).reshape(self.B, self.N)
+
+    def jac(self, t: torch.Tensor, y: torch.Tensor, p: Any) -> torch.Tensor:
+        """The user's Jacobian, flattened to ``(B, N, N)``."""
+        u = y.reshape(*self.batch_shape, *self.state_shape)
+        return self.user_jac(t.reshape(self.batch_shape), u, p).reshape(self.B, self.N, self.N)
 
     def flatten(self, u: torch.Tensor) -> torch.Tensor:
         return u.reshape(self.B, self.N)
@@ -87,6 +93,7 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
         rtol=inputs.rtol, atol=inputs.atol, dt=options.dt, controller=options.controller,
         max_steps=options.max_steps, shared_step=options.shared_step, tstops=options.tstops,
         dtmin=options.dtmin, dtmax=options.dtmax,
+        jac=None if prob.jac is None else (lambda t, y: flat.jac(t, y, prob.p)),
     )
     if isinstance(sensealg, AbstractAdjoint) and _needs_grad(prob, inputs):
         us, result = adjoint_solve(flat, prob, stepper, inputs, sensealg, options.dense,

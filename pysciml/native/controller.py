@@ -80,12 +80,11 @@ class PIController(AbstractController):
         k = order + 1
         beta2 = 0.2 / k if self.beta2 is None else self.beta2
         beta1 = 1.0 / k - 0.75 * beta2 if self.beta1 is None else self.beta1
-        finite = torch.isfinite(errn)
-        e = torch.where(finite, errn, torch.ones_like(errn)).clamp_min(1e-10)
-        grow = self.safety * e.pow(-beta1) * state.pow(beta2)
-        grow = grow.clamp(self.factor_min, self.factor_max)
-        shrink = (self.safety * e.pow(-beta1)).clamp(self.factor_min, 1.0)
-        shrink = torch.where(finite, shrink, torch.full_like(shrink, self.factor_min))
+        # NaN or inf (a non-finite trial step) becomes a huge error: the largest cut
+        e = torch.nan_to_num(errn, nan=1e30, posinf=1e30).clamp_min(1e-10)
+        proportional = self.safety * e.pow(-beta1)
+        grow = (proportional * state.pow(beta2)).clamp(self.factor_min, self.factor_max)
+        shrink = proportional.clamp(self.factor_min, 1.0)
         factor = torch.where(accept, grow, shrink)
         new_state = torch.where(accept, e.clamp_min(1e-4), state)
         return h * factor, new_state

@@ -17,7 +17,7 @@ import torch
 from ..solution import ReturnCode, Stats
 from .controller import AbstractController, PIController, error_norm, initial_step
 from .interpolation import DenseHistory
-from .stepper import RHS, AbstractStepper
+from .stepper import RHS, AbstractStepper, CountedRHS
 
 __all__ = ["integrate", "IntegrationResult", "JumpFn"]
 
@@ -36,16 +36,6 @@ class IntegrationResult:
     h: torch.Tensor  # (B,) the last proposed step (to warm-start a continuation)
     stats: Stats
     dense: DenseHistory | None
-
-
-class _CountedRHS:
-    def __init__(self, f: RHS):
-        self.f = f
-        self.calls = 0
-
-    def __call__(self, t, u):
-        self.calls += 1
-        return self.f(t, u)
 
 
 def _save_rows(ts_dir: torch.Tensor, t_dir: torch.Tensor) -> torch.Tensor:
@@ -72,6 +62,7 @@ def integrate(
     on_tstop: JumpFn | None = None,
     dtmin: float = 0.0,
     dtmax: float | None = None,
+    jac: Callable | None = None,
 ) -> IntegrationResult:
     """Integrate ``u' = f(t, u)`` from ``t0`` to ``t1`` for a batch of members.
 
@@ -91,9 +82,10 @@ def integrate(
         tstops: times the integration must step to exactly (sorted, strictly inside the span);
             ``on_tstop`` may then change the state (a jump), after which the step restarts.
         dtmin, dtmax: bounds of the step size's magnitude.
+        jac: the user's Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)`` for implicit methods.
     """
     controller = controller or PIController()
-    fc = _CountedRHS(f)
+    fc = CountedRHS(f, jac)
     B, _ = u0.shape
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if float(t1) >= float(t0) else -1.0
@@ -140,12 +132,16 @@ def integrate(
 
     history = DenseHistory(stepper, direction) if dense else None
     n_steps = torch.zeros(B, dtype=torch.int64, device=device)
-    n_accept = torch.zeros((), dtype=torch.int64, device=device)
-    n_reject = torch.zeros((), dtype=torch.int64, device=device)
+    n_accept = torch.zeros(B, dtype=torch.int64, device=device)
+    n_reject = torch.zeros(B, dtype=torch.int64, device=device)
     dtmin_t = torch.as_tensor(dtmin, dtype=dtype, device=device)
     iterations = 0
     running_any = bool((status == 0).any())
 
+    zero = torch.zeros(B, dtype=dtype, device=device)
+    zero_i = torch.zeros(B, dtype=torch.int64, device=device)
+    reach = 1 + 1e-6  # a step within this factor of the target ends exactly on it
+    error_order = stepper.error_order or stepper.order
     while running_any:
         iterations += 1
         running = status == 0
@@ -157,46 +153,47 @@ def integrate(
         if dtmax is not None:
             h = h.clamp(-dtmax, dtmax)
         remaining = target - t
-        last = direction * remaining.detach() <= h.abs() * (1 + 1e-6)
-        h_step = torch.where(last, remaining, h)
-        h_step = torch.where(running, h_step, torch.zeros_like(h_step))
+        last = direction * remaining.detach() <= h.abs() * reach
+        h_step = torch.where(running, torch.where(last, remaining, h), zero)
 
         result = stepper.step(fc, t, u, h_step, cache)
         u_new = result.u_new
         t_new = torch.where(last, target, t + h_step)
-        finite = torch.isfinite(u_new.detach()).all(-1)
+        # NaN/inf anywhere in u_new makes this sum non-finite (0 * inf = NaN)
+        poison = u_new.detach().sum(-1) * 0
 
         if adaptive:
-            errn = error_norm(result.err.detach(), u.detach(), u_new.detach(), rtol, atol)
-            errn = torch.where(finite, errn, torch.full_like(errn, float("inf")))
+            errn = error_norm(result.err.detach(), u.detach(), u_new.detach(), rtol, atol) + poison
             if shared_step:
-                errn = torch.where(running, errn, torch.zeros_like(errn)).max().expand(B)
-            accept = running & (errn <= 1)
+                errn = torch.where(running, errn, zero).max().expand(B)
+            accept = running & (errn <= 1)  # False for NaN
             h_next, new_ctrl = controller.adapt(h_step.detach(), errn, ctrl_state, accept,
-                                                stepper.error_order or stepper.order)
+                                                error_order)
             h_next = torch.where(running, h_next, h)
             ctrl_state = torch.where(running, new_ctrl, ctrl_state)
-            too_small = running & ~accept & (h_next.abs() <= torch.maximum(
-                dtmin_t, 8 * eps * t.detach().abs()))
-            new_status = torch.where(too_small & ~finite, ReturnCode.Unstable,
-                                     torch.where(too_small, ReturnCode.DtLessThanMin, 0))
+            floor = torch.maximum(dtmin_t, 8 * eps * t.detach().abs())
+            stuck = running & ~accept & (h_next.abs() <= floor)
+            # DtLessThanMin (3), or Unstable (4) when the last trial was not finite
+            code = stuck * (3 + torch.isnan(errn))
         else:
-            accept = running & finite
+            accept = running & (poison == 0)
             h_next = h
-            new_status = torch.where(running & ~finite, ReturnCode.Unstable, 0)
+            code = (running & ~accept) * ReturnCode.Unstable.value
 
         n_steps = n_steps + running
-        n_accept = n_accept + accept.sum()
-        n_reject = n_reject + (running & ~accept).sum()
-        at_stop = accept & last & (stop_ptr < n_stops) if n_stops else None
-        finished = accept & last & (stop_ptr >= n_stops) if n_stops else accept & last
-        new_status = torch.where(finished, ReturnCode.Success, new_status)
-        out_of_steps = running & (new_status == 0) & (n_steps >= max_steps)
-        new_status = torch.where(out_of_steps, ReturnCode.MaxIters, new_status)
-        status = torch.where(running, new_status, status)
+        n_accept = n_accept + accept
+        n_reject = n_reject + (running & ~accept)
+        if n_stops:
+            at_stop = accept & last & (stop_ptr < n_stops)
+            finished = accept & last & (stop_ptr >= n_stops)
+        else:
+            finished = accept & last
+        code = code + finished  # Success (1); disjoint from stuck, which needs ~accept
+        code = code + (running & (code == 0) & (n_steps >= max_steps)) * 2  # MaxIters
+        status = status + code
 
         hi = _save_rows(ts_dir, direction * t_new.detach())
-        n_cross = torch.where(accept, hi - save_ptr, torch.zeros_like(hi))
+        n_cross = torch.where(accept, hi - save_ptr, zero_i)
         checks = [n_cross.max(), (status == 0).any()]
         if n_stops:
             checks.append(at_stop.any())
@@ -207,20 +204,16 @@ def integrate(
         if max_cross > 0 or history is not None:
             stages = stepper.dense_stages(fc, t, u, h_step, result)
             if history is not None:
-                history.append(t, torch.where(accept, h_step, torch.zeros_like(h_step)), u,
-                               stages)
+                history.append(t, torch.where(accept, h_step, zero), u, stages)
+            h_safe = torch.where(h_step != 0, h_step, torch.ones_like(h_step))
             for j in range(max_cross):
-                valid = j < n_cross
                 row = (save_ptr + j).clamp_max(S - 1)
-                h_safe = torch.where(h_step != 0, h_step, torch.ones_like(h_step))
-                theta = (ts[row] - t) / h_safe
-                value = stepper.interpolate(u, h_step, stages, theta)
-                rows.append(torch.where(valid, row, S))
+                value = stepper.interpolate(u, h_step, stages, (ts[row] - t) / h_safe)
+                rows.append(torch.where(j < n_cross, row, S))
                 values.append(value)
             save_ptr = save_ptr + n_cross
 
-        accept_col = accept[:, None]
-        u = torch.where(accept_col, u_new, u)
+        u = torch.where(accept[:, None], u_new, u)
         t = torch.where(accept, t_new, t)
         cache = stepper.merge(cache, result.cache, accept)
         h = h_next.detach()
@@ -238,6 +231,8 @@ def integrate(
         us = us.index_put((row_index, col_index), torch.cat(values))
     if history is not None:
         history.finish(t0.detach(), t.detach())
-    stats = Stats(nf=fc.calls, naccept=int(n_accept), nreject=int(n_reject), nsteps=iterations)
+    stats = Stats(nf=fc.calls, naccept=int(n_accept.sum()), nreject=int(n_reject.sum()),
+                  nsteps=iterations, njac=fc.njac, nfactor=fc.nfactor, nlinsolve=fc.nlinsolve,
+                  nnonlinfail=fc.nnonlinfail)
     return IntegrationResult(us=us[:S], t=t, u=u, status=status, h=h, stats=stats,
                              dense=history)

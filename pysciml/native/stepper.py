@@ -12,10 +12,31 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["AbstractStepper", "StepResult", "RHS"]
+__all__ = ["AbstractStepper", "StepResult", "RHS", "CountedRHS"]
 
 RHS = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """The flattened right-hand side ``f(t: (B,), u: (B, N)) -> (B, N)`` the loop works with."""
+
+
+class CountedRHS:
+    """The right-hand side as steppers see it: callable, with the solve's work counters.
+
+    ``jac``: an optional user Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)``. Steppers add to
+    ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are counted in ``calls``.
+    """
+
+    def __init__(self, f: RHS, jac: Callable | None = None):
+        self.f = f
+        self.jac = jac
+        self.calls = 0
+        self.njac = 0
+        self.nfactor = 0
+        self.nlinsolve = 0
+        self.nnonlinfail = 0
+
+    def __call__(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.f(t, u)
 
 
 class StepResult(NamedTuple):

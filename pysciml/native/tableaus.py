@@ -40,11 +40,11 @@ RK4 = ButcherTableau(
 r"""The classical Runge–Kutta method (Kutta 1901): order 4, four stages, fixed step, dense output
 of order 3."""
 
-# Tsitouras (2011), Table 1. The published coefficients are given to ~86 digits; those here
-# are their nearest float64 values (the same as OrdinaryDiffEq.jl's `Tsit5ConstantCacheActual`
-# and diffrax's `_tsit5_tableau`). b_error = b - b_hat, with b_hat the 4th-order weights
-# (b_hat_7 = 1/66). `interp` is the expanded form of the paper's continuous extension
-# (OrdinaryDiffEq.jl's `Tsit5Interp` r-coefficients: b_i(theta) = r_i1 theta + ... + r_i4 theta^4).
+# Tsitouras (2011). The coefficients are the nearest float64 values of the ~86-digit ones in
+# OrdinaryDiffEq.jl's `Tsit5ConstantCacheActual` (the same as diffrax's `_tsit5_tableau`).
+# b_error = b - b_hat, with b_hat the 4th-order weights (b_hat_7 = 1/66). `interp` is the
+# paper's continuous extension in expanded form (OrdinaryDiffEq.jl's `Tsit5Interp`
+# r-coefficients: b_i(theta) = r_i1 theta + ... + r_i4 theta^4).
 TSIT5 = ButcherTableau(
     name="Tsit5",
     c=(0.0, 0.161, 0.327, 0.9, 0.9800255409045097, 1.0, 1.0),
@@ -335,6 +335,7 @@ VERN7 = ButcherTableau(
 )
 r"""Verner's "most efficient" 7(6) pair: order 7 with an embedded order-6 error estimate,
 10 stages, not FSAL, dense output of order 7 that needs 6 extra ("lazy") stages, evaluated only
-when interpolating. J. H. Verner, "Numerically optimal Runge–Kutta pairs with interpolants",
+when interpolating. (The published interpolant meets 12 of its 48 order-7 conditions only to
+about 3e-7, so it is formally of order 6; its defect is below float64 round-off in practice.) J. H. Verner, "Numerically optimal Runge–Kutta pairs with interpolants",
 Numer. Algorithms 53 (2010) 383–396; coefficients from Verner's website as tabulated in
 OrdinaryDiffEq.jl (``Vern7``)."""

@@ -49,8 +49,16 @@ class FlatProblem:
         self.N = int(torch.Size(self.state_shape).numel())
 
     def rhs(self, t: torch.Tensor, y: torch.Tensor, p: Any) -> torch.Tensor:
-        u = y.reshape(*self.batch_shape, *self.state_shape)
-        return self.f(t.reshape(self.batch_shape), u, p).reshape(self.B, self.N)
+        """``f`` on ``y`` of shape ``(*lead, B, N)`` and ``t`` of shape ``(*lead, B)``.
+
+        Leading dimensions (``lead``) reach the user's ``f`` as extra leading batch
+        dimensions; the Jacobian uses them to evaluate all directions in one call when ``f``
+        broadcasts over them.
+        """
+        lead = tuple(y.shape[:-2])
+        u = y.reshape(lead + tuple(self.batch_shape) + tuple(self.state_shape))
+        out = self.f(t.reshape(lead + tuple(self.batch_shape)), u, p)
+        return out.reshape(lead + (self.B, self.N))
 
     def jac(self, t: torch.Tensor, y: torch.Tensor, p: Any) -> torch.Tensor:
         """The user's Jacobian, flattened to ``(B, N, N)``."""

@@ -16,7 +16,7 @@ import torch
 from torch.func import jvp as func_jvp
 from torch.func import vmap
 
-__all__ = ["jacobian", "jvp", "vjp"]
+__all__ = ["jacobian", "jacobian_and_time_derivative", "jvp", "vjp"]
 
 RHS = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _REVERSE_MAX_N = 32
@@ -33,6 +33,38 @@ def vjp(f: RHS, t: torch.Tensor, u: torch.Tensor, w: torch.Tensor) -> torch.Tens
         y = u.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(f(t, y), y, w, allow_unused=True)
     return torch.zeros_like(u) if g is None else g
+
+
+def jacobian_and_time_derivative(f: RHS, t: torch.Tensor,
+                                 u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(J, ∂f/∂t)`` from one reverse-mode pass over ``N`` stacked copies of the batch.
+
+    Copy ``i`` of ``(t, u)`` is seeded with the output cotangent :math:`e_i`, so the gradient
+    with respect to copy ``i`` of ``u`` is row ``i`` of every member's Jacobian, and with
+    respect to copy ``i`` of ``t`` it is :math:`\partial f_i/\partial t`. Cost: one call of ``f``
+    on ``N`` times the batch and one backward pass. Needs ``f`` to accept a leading dimension
+    (``f(t (N, B), u (N, B, N)) -> (N, B, N)``); otherwise falls back to :func:`jacobian` plus
+    one forward-mode product in ``t``.
+    """
+    B, N = u.shape
+    u, t = u.detach(), t.detach()
+    try:
+        with torch.enable_grad():
+            u_rep = u.expand(N, B, N).clone().requires_grad_(True)
+            t_rep = t.expand(N, B).clone().requires_grad_(True)
+            out = f(t_rep, u_rep)
+            if out.shape != (N, B, N):
+                raise RuntimeError("f does not broadcast over a leading dimension")
+            seed = torch.eye(N, dtype=u.dtype, device=u.device)[:, None, :].expand(N, B, N)
+            g_u, g_t = torch.autograd.grad(out, (u_rep, t_rep), seed, allow_unused=True)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        J = jacobian(f, t, u)
+        with torch.no_grad():
+            dfdt = func_jvp(lambda s: f(s, u), (t,), (torch.ones_like(t),))[1]
+        return J, dfdt
+    J = torch.zeros(B, N, N, dtype=u.dtype, device=u.device) if g_u is None else g_u.transpose(0, 1)
+    dfdt = torch.zeros_like(u) if g_t is None else g_t.T
+    return J, dfdt
 
 
 def _jacobian_forward(f: RHS, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

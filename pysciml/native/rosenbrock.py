@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import jvp as func_jvp
 
-from .jacobian import jacobian
+from .jacobian import jacobian_and_time_derivative
 from .linsolve import lu_factor, lu_solve, w_matrix
 from .rosenbrock_tableaus import RosenbrockTableau
 from .stepper import AbstractStepper, CountedRHS, StepResult
@@ -39,14 +39,15 @@ def time_derivative(f: CountedRHS, t: torch.Tensor, u: torch.Tensor) -> torch.Te
         return func_jvp(lambda s: f(s, u.detach()), (t.detach(),), (torch.ones_like(t),))[1]
 
 
-def jacobian_of(f: CountedRHS, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The Jacobian ``(B, N, N)``: the problem's ``jac`` if given, else by automatic
-    differentiation. Counted in ``f.njac``."""
+def jacobian_of(f: CountedRHS, t: torch.Tensor,
+                u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(J, ∂f/∂t)``: the problem's ``jac`` if given, else both from one forward-mode pass
+    (:func:`~pysciml.native.jacobian.jacobian_and_time_derivative`). Counted in ``f.njac``."""
     f.njac += 1
     if f.jac is not None:
         with torch.no_grad():
-            return f.jac(t.detach(), u.detach())
-    return jacobian(f, t, u)
+            return f.jac(t.detach(), u.detach()), time_derivative(f, t, u)
+    return jacobian_and_time_derivative(f, t, u)
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,7 @@ class Rosenbrock(AbstractStepper):
         # members that do not move (h = 0) take a dummy unit step, discarded by the loop
         h_safe = torch.where(h != 0, h, torch.ones_like(h))
         hcol = h_safe[:, None]
-        J = jacobian_of(f, t, u)
-        dfdt = time_derivative(f, t, u)
+        J, dfdt = jacobian_of(f, t, u)
         factors = lu_factor(w_matrix(J, 1.0 / (h_safe * tab.gamma)))
         f.nfactor += 1
         stages = u.new_empty(s, B, N)

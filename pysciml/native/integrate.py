@@ -85,7 +85,7 @@ def integrate(
         jac: the user's Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)`` for implicit methods.
     """
     controller = controller or PIController()
-    fc = CountedRHS(f, jac)
+    fc = CountedRHS(f, jac, rtol, atol)
     B, _ = u0.shape
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if float(t1) >= float(t0) else -1.0
@@ -164,17 +164,25 @@ def integrate(
 
         if adaptive:
             errn = error_norm(result.err.detach(), u.detach(), u_new.detach(), rtol, atol) + poison
+            if result.failed is not None:
+                errn = torch.where(result.failed, float("inf"), errn)
             if shared_step:
                 errn = torch.where(running, errn, zero).max().expand(B)
             accept = running & (errn <= 1)  # False for NaN
             h_next, new_ctrl = controller.adapt(h_step.detach(), errn, ctrl_state, accept,
                                                 error_order)
+            if result.h_next is not None:
+                h_next = result.h_next.detach()
             h_next = torch.where(running, h_next, h)
             ctrl_state = torch.where(running, new_ctrl, ctrl_state)
             floor = torch.maximum(dtmin_t, 8 * eps * t.detach().abs())
             stuck = running & ~accept & (h_next.abs() <= floor)
-            # DtLessThanMin (3), or Unstable (4) when the last trial was not finite
+            # DtLessThanMin (3); Unstable (4) when the last trial was not finite;
+            # ConvergenceFailure (5) when the nonlinear solver failed on it
             code = stuck * (3 + torch.isnan(errn))
+            if result.failed is not None:
+                code = torch.where(stuck & result.failed, ReturnCode.ConvergenceFailure.value,
+                                   code)
         else:
             accept = running & (poison == 0)
             h_next = h

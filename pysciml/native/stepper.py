@@ -21,13 +21,17 @@ RHS = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class CountedRHS:
     """The right-hand side as steppers see it: callable, with the solve's work counters.
 
-    ``jac``: an optional user Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)``. Steppers add to
-    ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are counted in ``calls``.
+    ``jac``: an optional user Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)``; ``rtol``,
+    ``atol``: the solve's tolerances (implicit methods scale their nonlinear-solver tests by
+    them). Steppers add to ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are
+    counted in ``calls``.
     """
 
-    def __init__(self, f: RHS, jac: Callable | None = None):
+    def __init__(self, f: RHS, jac: Callable | None = None, rtol=1e-3, atol=1e-6):
         self.f = f
         self.jac = jac
+        self.rtol = rtol
+        self.atol = atol
         self.calls = 0
         self.njac = 0
         self.nfactor = 0
@@ -44,13 +48,19 @@ class StepResult(NamedTuple):
 
     ``u_new``: the proposed state; ``err``: the local error estimate (``None`` for fixed-step
     methods); ``stages``: what the interpolant needs, shape ``(s, B, N)``; ``cache``: the cache to
-    keep if the step is accepted.
+    keep if the step is accepted; ``failed``: ``(B,)`` members whose nonlinear solve did not
+    converge (the loop rejects them with the largest cut, and ends them with
+    ``ConvergenceFailure`` when the step size can shrink no further); ``h_next``: ``(B,)`` the
+    next step size, for families that choose it themselves (BDF with its order selection),
+    used instead of the loop's controller.
     """
 
     u_new: torch.Tensor
     err: torch.Tensor | None
     stages: torch.Tensor
     cache: Any
+    failed: torch.Tensor | None = None
+    h_next: torch.Tensor | None = None
 
 
 class AbstractStepper:

@@ -100,7 +100,11 @@ def solve(
 def _check_tstops(tstops: Any, inputs) -> torch.Tensor | None:
     if tstops is None:
         return None
-    stops = torch.as_tensor(tstops, dtype=inputs.dtype).to(inputs.device).reshape(-1).detach()
+    try:
+        stops = torch.as_tensor(tstops, dtype=inputs.dtype).to(inputs.device).reshape(-1).detach()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"tstops: expected a sequence of times, got {type(tstops).__name__}"
+                        ) from None
     if not bool(torch.isfinite(stops).all()):
         raise ValueError("tstops: expected finite times")
     d = inputs.direction

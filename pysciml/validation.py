@@ -122,7 +122,13 @@ def _save_times(saveat: Any, t0: torch.Tensor, t1: torch.Tensor, direction: floa
         if abs(float(grid[-1]) - float(t1)) > 1e-12 * max(1.0, abs(float(t1))):
             grid = torch.cat([grid, torch.tensor([float(t1)], dtype=torch.float64)])
         return grid.to(dtype=dtype, device=device)
-    ts = torch.as_tensor(saveat)
+    try:
+        ts = torch.as_tensor(saveat)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"saveat: expected a 1-d sequence of times or a number, got "
+                        f"{type(saveat).__name__}") from None
+    if not (ts.is_floating_point() or ts.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"saveat: expected real times, got dtype {ts.dtype}")
     if ts.device != device and isinstance(saveat, torch.Tensor):
         raise ValueError(f"saveat: on {ts.device}, u0 on {device}; expected one device")
     if ts.is_floating_point() and isinstance(saveat, torch.Tensor) and ts.dtype != dtype:
@@ -163,7 +169,15 @@ def validate(prob: ODEProblem, *, saveat, rtol, atol, max_steps, dt) -> Validate
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps: expected a positive int, got {max_steps!r}")
     if dt is not None:
-        dt_v = float(dt) if not isinstance(dt, torch.Tensor) else float(dt.detach())
+        if isinstance(dt, torch.Tensor):
+            if dt.numel() != 1:
+                raise ValueError(f"dt: expected a scalar step, got a tensor of shape "
+                                 f"{tuple(dt.shape)}")
+            dt_v = float(dt.detach())
+        elif isinstance(dt, numbers.Real) and not isinstance(dt, bool):
+            dt_v = float(dt)
+        else:
+            raise TypeError(f"dt: expected a number, got {type(dt).__name__}")
         if not (math.isfinite(dt_v) and dt_v != 0):
             raise ValueError(f"dt: expected a finite non-zero step, got {dt_v}")
         if dt_v * direction < 0:

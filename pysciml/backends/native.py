@@ -73,6 +73,23 @@ class FlatProblem:
         return y.reshape(*y.shape[:-2], *self.batch_shape, *self.state_shape)
 
 
+class _DenseWithoutGradient(torch.autograd.Function):
+    """Dense output of an adjoint solve: its values are right, but no gradient flows through
+    them; a backward pass through them raises instead of silently dropping that part."""
+
+    @staticmethod
+    def forward(ctx, values, anchor, name):
+        ctx.name = name
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad, *_):
+        raise RuntimeError(
+            f"sol(t): the dense output of a solve differentiated by {ctx.name} carries no "
+            "gradient; put these times in saveat, or use sensealg=DirectBackprop(), to "
+            "differentiate through them")
+
+
 def trainable_parameters(prob: ODEProblem) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The tensors gradients may flow to: leaves of ``p`` and an ``nn.Module``'s parameters."""
     p_leaves = [x for x in pytree.tree_leaves(prob.p) if isinstance(x, torch.Tensor)]
@@ -118,6 +135,9 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
     dense = result.dense
     if dense is not None:
         dense.unflatten = flat.unflatten
+        if isinstance(sensealg, AbstractAdjoint) and us.requires_grad:
+            name = type(sensealg).__name__
+            dense.unflatten = lambda y: _DenseWithoutGradient.apply(flat.unflatten(y), us, name)
     return ODESolution(
         t=inputs.ts, u=flat.unflatten(us), status=result.status.reshape(flat.batch_shape),
         stats=result.stats, alg=alg, backend="native", dense=dense,

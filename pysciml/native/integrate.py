@@ -176,7 +176,8 @@ def integrate(
             h_next = torch.where(running, h_next, h)
             ctrl_state = torch.where(running, new_ctrl, ctrl_state)
             floor = torch.maximum(dtmin_t, 8 * eps * t.detach().abs())
-            stuck = running & ~accept & (h_next.abs() <= floor)
+            # the proposed step cannot resolve t any more (or is below dtmin), accepted or not
+            stuck = running & ~(accept & last) & (h_next.abs() <= floor)
             # DtLessThanMin (3); Unstable (4) when the last trial was not finite;
             # ConvergenceFailure (5) when the nonlinear solver failed on it
             code = stuck * (3 + torch.isnan(errn))

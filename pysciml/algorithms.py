@@ -23,6 +23,16 @@ Rosenbrock23  2(3)   3       2             loose tolerances, W-method (tolerates
 Rodas4        4(3)   6       3             stiffly accurate, medium tolerances
 Rodas5P       5(4)   8       4             stiffly accurate; the default stiff method
 ============  =====  ======  ============  =============================================
+
+Stiff, diagonally implicit (simplified Newton; Jacobian and factorisation reused across steps):
+
+============  =====  ======  ============  =============================================
+name          order  stages  dense output  use
+============  =====  ======  ============  =============================================
+TRBDF2        2(3)   3       2 (Hermite)   loose tolerances
+KenCarp4      4(3)   6       3             IMEX with a SplitODEProblem; stiff PDEs
+Kvaerno5      5(4)   7       3 (Hermite)   tight tolerances
+============  =====  ======  ============  =============================================
 """
 
 from __future__ import annotations
@@ -30,14 +40,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .native import rosenbrock_tableaus, tableaus
+from .native import rosenbrock_tableaus, sdirk_tableaus, tableaus
 from .native.explicit import ExplicitRungeKutta
 from .native.rosenbrock import Rosenbrock
 from .native.rosenbrock_tableaus import RosenbrockTableau
+from .native.sdirk import SDIRK
+from .native.sdirk_tableaus import SDIRKTableau
 from .native.tableau import ButcherTableau
 
 __all__ = ["AbstractAlgorithm", "AbstractExplicitRungeKutta", "Euler", "RK4", "Tsit5", "DP5",
-           "Vern7", "AbstractRosenbrock", "Rosenbrock23", "Rodas4", "Rodas5P"]
+           "Vern7", "AbstractRosenbrock", "Rosenbrock23", "Rodas4", "Rodas5P", "AbstractSDIRK",
+           "TRBDF2", "KenCarp4", "Kvaerno5"]
 
 
 class AbstractAlgorithm:
@@ -141,3 +154,45 @@ class Rodas5P(AbstractRosenbrock):
     tight tolerances."""
 
     tableau: ClassVar[RosenbrockTableau] = rosenbrock_tableaus.RODAS5P
+
+
+class AbstractSDIRK(AbstractAlgorithm):
+    """A (singly) diagonally implicit Runge–Kutta method, solved by simplified Newton."""
+
+    tableau: ClassVar[SDIRKTableau]
+    adaptive: ClassVar[bool] = True
+    imex: ClassVar[bool] = False
+    filter_error: ClassVar[bool] = False
+
+    def stepper(self, imex: bool = False) -> SDIRK:
+        """The native runtime's step; ``imex`` for a split problem (IMEX pairs only)."""
+        return SDIRK(self.tableau, imex=imex and self.imex, filter_error=self.filter_error)
+
+
+@dataclass(frozen=True, repr=False)
+class TRBDF2(AbstractSDIRK):
+    """TR-BDF2 (Bank et al. 1985; Hosea & Shampine 1996) as an ESDIRK: trapezoidal rule then
+    BDF2, order 2, L-stable, stiffly accurate, a filtered 3rd-order error estimate, Hermite
+    dense output. Cheap at loose tolerances."""
+
+    tableau: ClassVar[SDIRKTableau] = sdirk_tableaus.TRBDF2
+    filter_error: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, repr=False)
+class KenCarp4(AbstractSDIRK):
+    """Kennedy & Carpenter's ARK4(3)6L[2]SA (Appl. Numer. Math. 44, 2003): order 4(3), 6
+    stages, L-stable, stiffly accurate, 3rd-order dense output. With a
+    :class:`~pysciml.SplitODEProblem` it is an IMEX method: the stiff part implicit, the other
+    explicit."""
+
+    tableau: ClassVar[SDIRKTableau] = sdirk_tableaus.KENCARP4
+    imex: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, repr=False)
+class Kvaerno5(AbstractSDIRK):
+    """Kværnø's ESDIRK 5(4) (BIT 44, 2004): 7 stages, L-stable, stiffly accurate, Hermite
+    dense output of order 3. For tight tolerances on stiff problems."""
+
+    tableau: ClassVar[SDIRKTableau] = sdirk_tableaus.KVAERNO5

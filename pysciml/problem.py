@@ -11,13 +11,15 @@ index independent members of a batch (each takes its own adaptive steps); the re
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["ODEProblem"]
+__all__ = ["ODEProblem", "SplitODEProblem"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +61,36 @@ class ODEProblem:
 
     def remake(self, **changes: Any) -> ODEProblem:
         """A copy with some fields replaced, as SciML's ``remake``."""
-        fields = dict(f=self.f, u0=self.u0, tspan=self.tspan, p=self.p,
-                      batch_ndim=self.batch_ndim, jac=self.jac, kwargs=self.kwargs)
-        fields.update(changes)
-        return ODEProblem(**fields)
+        out = copy.copy(self)
+        for name, value in changes.items():
+            if not hasattr(self, name):
+                raise TypeError(f"remake: {type(self).__name__} has no field {name!r}")
+            object.__setattr__(out, name, value)
+        return out
+
+
+class SplitODEProblem(ODEProblem):
+    r"""An ODE with a stiff and a non-stiff part, :math:`u' = f_S(t, u, p) + f_N(t, u, p)`, for
+    IMEX methods (``KenCarp4``): the stiff part is treated implicitly, the other explicitly.
+    Every other method solves it as the ODEProblem of the sum.
+
+    Args:
+        f_stiff, f_nonstiff: the two parts, each ``f(t, u, p)`` as for :class:`ODEProblem`.
+        u0, tspan, p, batch_ndim: as for :class:`ODEProblem`.
+        jac: optionally the Jacobian of ``f_stiff`` (the only one the IMEX step needs).
+    """
+
+    def __init__(self, f_stiff: Callable, f_nonstiff: Callable, u0: torch.Tensor,
+                 tspan: tuple[Any, Any], p: Any = None, batch_ndim: int = 0,
+                 jac: Callable | None = None):
+        for name, fn in (("f_stiff", f_stiff), ("f_nonstiff", f_nonstiff)):
+            if not callable(fn):
+                raise TypeError(f"{name}: expected a callable f(t, u, p), got "
+                                f"{type(fn).__name__}")
+
+        def f(t, u, p):
+            return f_stiff(t, u, p) + f_nonstiff(t, u, p)
+
+        super().__init__(f, u0, tspan, p, batch_ndim, jac)
+        object.__setattr__(self, "f_stiff", f_stiff)
+        object.__setattr__(self, "f_nonstiff", f_nonstiff)

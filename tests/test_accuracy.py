@@ -10,10 +10,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from problems import (
+    A2,
+    A3,
+    A4,
+    B1,
+    DECAY,
+    FORCED,
+    KEPLER,
+    LOTKA_VOLTERRA,
+    NONSTIFF,
+    OSCILLATOR,
+    RICCATI,
+    Problem,
+    kepler_exact,
+    numpy_rhs,
+    scipy_reference,
+)
 
 import pysciml as ps
-from problems import (A2, A3, A4, B1, DECAY, FORCED, KEPLER, LOTKA_VOLTERRA, NONSTIFF,
-                      OSCILLATOR, RICCATI, Problem, kepler_exact, numpy_rhs, scipy_reference)
 
 ADAPTIVE = [ps.Tsit5(), ps.DP5(), ps.Vern7()]
 ADAPTIVE_IDS = [a.name for a in ADAPTIVE]

@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from problems import KEPLER, lotka_volterra, scipy_reference
 
 import pysciml as ps
-from problems import KEPLER, LOTKA_VOLTERRA, lotka_volterra, scipy_reference
 
 ADAPTIVE = [ps.Tsit5(), ps.DP5(), ps.Vern7()]
 IDS = [a.name for a in ADAPTIVE]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from problems import LOTKA_VOLTERRA, lotka_volterra, scipy_reference
 
 import pysciml as ps
-from problems import LOTKA_VOLTERRA, lotka_volterra, scipy_reference
 
 pytestmark = [
     pytest.mark.cuda,

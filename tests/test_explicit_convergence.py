@@ -17,11 +17,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from problems import A3, RICCATI, Problem
 
 import pysciml as ps
 from pysciml.native.explicit import ExplicitRungeKutta
 from pysciml.native.integrate import integrate
-from problems import A3, RICCATI, Problem
 
 ALGS = [ps.Euler(), ps.RK4(), ps.Tsit5(), ps.DP5(), ps.Vern7()]
 IDS = [a.name for a in ALGS]
@@ -89,7 +89,7 @@ def test_order_of_the_solution_A3(alg):
     errs = [np.abs(solve_fixed(alg, A3, T_A3, n, ts)[0] - ref).max() for n in ns]
     hs = [T_A3 / n for n in ns]
     assert min(errs) > 1e-13, "round-off would flatten the slope: use larger steps"
-    assert all(e1 < e0 for e0, e1 in zip(errs, errs[1:])), errs
+    assert all(e1 < e0 for e0, e1 in zip(errs, errs[1:], strict=False)), errs
     assert slope(hs, errs) == pytest.approx(alg.tableau.order, abs=SLOPE_TOL), errs
 
 
@@ -186,7 +186,7 @@ def test_order_of_the_error_estimate(alg):
         true.append(np.abs(result.u_new.numpy() - A3.reference([t0 + h])).max())
     q = alg.tableau.error_order
     assert slope(hs, est) == pytest.approx(q + 1, abs=0.35), est
-    assert all(t < e for t, e in zip(true, est)), (true, est)
+    assert all(t < e for t, e in zip(true, est, strict=True)), (true, est)
 
 
 @pytest.mark.parametrize("alg", ADAPTIVE, ids=[a.name for a in ADAPTIVE])

@@ -12,10 +12,17 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from problems import (
+    DECAY,
+    FORCED,
+    KEPLER,
+    LOTKA_VOLTERRA,
+    ROBERTSON,
+    VAN_DER_POL_STIFF,
+    lotka_volterra,
+)
 
 import pysciml as ps
-from problems import (DECAY, FORCED, KEPLER, LOTKA_VOLTERRA, ROBERTSON, VAN_DER_POL_STIFF,
-                      lotka_volterra)
 
 ADAPTIVE = [ps.Tsit5(), ps.DP5(), ps.Vern7()]
 IDS = [a.name for a in ADAPTIVE]
@@ -315,7 +322,7 @@ def test_nn_module_rhs():
 def test_pytree_parameters():
     """p as a dict of tensors gives the same solution as the same values in a tensor."""
     p_vec = torch.tensor(LOTKA_VOLTERRA.p)
-    p_dict = dict(zip(["alpha", "beta", "delta", "gamma"], p_vec.unbind()))
+    p_dict = dict(zip(["alpha", "beta", "delta", "gamma"], p_vec.unbind(), strict=True))
     ts = torch.linspace(0, 10, 6)
     a = ps.solve(LOTKA_VOLTERRA.ode_problem(), ps.Tsit5(), saveat=ts, rtol=1e-8, atol=1e-10)
     b = ps.solve(LOTKA_VOLTERRA.ode_problem(p=p_dict), ps.Tsit5(), saveat=ts, rtol=1e-8,

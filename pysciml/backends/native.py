@@ -11,7 +11,7 @@ from torch.utils import _pytree as pytree
 from ..native.adjoint import adjoint_solve
 from ..native.integrate import integrate
 from ..native.stepper import AbstractStepper
-from ..problem import ODEProblem
+from ..problem import ODEProblem, SplitODEProblem
 from ..sensealg import AbstractAdjoint, AbstractSensitivityAlgorithm, DirectBackprop
 from ..solution import ODESolution
 from ..validation import ValidatedInputs
@@ -48,8 +48,8 @@ class FlatProblem:
         self.B = int(torch.Size(self.batch_shape).numel())
         self.N = int(torch.Size(self.state_shape).numel())
 
-    def rhs(self, t: torch.Tensor, y: torch.Tensor, p: Any) -> torch.Tensor:
-        """``f`` on ``y`` of shape ``(*lead, B, N)`` and ``t`` of shape ``(*lead, B)``.
+    def rhs(self, t: torch.Tensor, y: torch.Tensor, p: Any, fn: Any = None) -> torch.Tensor:
+        """``f`` (or ``fn``) on ``y`` of shape ``(*lead, B, N)`` and ``t`` of shape ``(*lead, B)``.
 
         Leading dimensions (``lead``) reach the user's ``f`` as extra leading batch
         dimensions; the Jacobian uses them to evaluate all directions in one call when ``f``
@@ -57,7 +57,7 @@ class FlatProblem:
         """
         lead = tuple(y.shape[:-2])
         u = y.reshape(lead + tuple(self.batch_shape) + tuple(self.state_shape))
-        out = self.f(t.reshape(lead + tuple(self.batch_shape)), u, p)
+        out = (fn or self.f)(t.reshape(lead + tuple(self.batch_shape)), u, p)
         return out.reshape(lead + (self.B, self.N))
 
     def jac(self, t: torch.Tensor, y: torch.Tensor, p: Any) -> torch.Tensor:
@@ -90,13 +90,21 @@ class _DenseWithoutGradient(torch.autograd.Function):
             "differentiate through them")
 
 
+def right_hand_sides(prob: ODEProblem) -> tuple:
+    """The user's callables: ``(f,)``, or ``(f_stiff, f_nonstiff)`` of a split problem."""
+    if isinstance(prob, SplitODEProblem):
+        return (prob.f_stiff, prob.f_nonstiff)
+    return (prob.f,)
+
+
 def trainable_parameters(prob: ODEProblem) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The tensors gradients may flow to: leaves of ``p`` and an ``nn.Module``'s parameters."""
+    """The tensors gradients may flow to: leaves of ``p`` and ``nn.Module`` parameters."""
     p_leaves = [x for x in pytree.tree_leaves(prob.p) if isinstance(x, torch.Tensor)]
-    module_params = (
-        [q for q in prob.f.parameters() if q.requires_grad]
-        if isinstance(prob.f, torch.nn.Module) else []
-    )
+    module_params: list[torch.Tensor] = []
+    for fn in right_hand_sides(prob):
+        if isinstance(fn, torch.nn.Module):
+            module_params += [q for q in fn.parameters()
+                              if q.requires_grad and all(q is not m for m in module_params)]
     return p_leaves, module_params
 
 
@@ -112,13 +120,21 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
                  sensealg: AbstractSensitivityAlgorithm | None) -> ODESolution:
     """Solve on the native runtime; gradients by ``sensealg`` (DirectBackprop by default)."""
     flat = FlatProblem(prob)
-    stepper: AbstractStepper = alg.stepper()
+    split = isinstance(prob, SplitODEProblem)
+    stepper: AbstractStepper = (alg.stepper(imex=True) if split and getattr(alg, "imex", False)
+                                else alg.stepper())
+    parts = None
+    if split:
+        f_stiff, f_nonstiff = right_hand_sides(prob)
+        parts = (lambda t, y: flat.rhs(t, y, prob.p, f_stiff),
+                 lambda t, y: flat.rhs(t, y, prob.p, f_nonstiff))
     sensealg = sensealg if sensealg is not None else DirectBackprop()
     loop_kwargs = dict(
         rtol=inputs.rtol, atol=inputs.atol, dt=options.dt, controller=options.controller,
         max_steps=options.max_steps, shared_step=options.shared_step, tstops=options.tstops,
         dtmin=options.dtmin, dtmax=options.dtmax,
         jac=None if prob.jac is None else (lambda t, y: flat.jac(t, y, prob.p)),
+        parts=parts,
     )
     if isinstance(sensealg, AbstractAdjoint) and _needs_grad(prob, inputs):
         us, result = adjoint_solve(flat, prob, stepper, inputs, sensealg, options.dense,

@@ -63,6 +63,7 @@ def integrate(
     dtmin: float = 0.0,
     dtmax: float | None = None,
     jac: Callable | None = None,
+    parts: tuple[RHS, RHS] | None = None,
 ) -> IntegrationResult:
     """Integrate ``u' = f(t, u)`` from ``t0`` to ``t1`` for a batch of members.
 
@@ -83,9 +84,10 @@ def integrate(
             ``on_tstop`` may then change the state (a jump), after which the step restarts.
         dtmin, dtmax: bounds of the step size's magnitude.
         jac: the user's Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)`` for implicit methods.
+        parts: ``(f_stiff, f_nonstiff)`` of a split problem (``f`` is their sum), for IMEX.
     """
     controller = controller or PIController()
-    fc = CountedRHS(f, jac, rtol, atol)
+    fc = CountedRHS(f, jac, rtol, atol, parts)
     B, _ = u0.shape
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if float(t1) >= float(t0) else -1.0

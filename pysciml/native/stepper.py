@@ -23,13 +23,16 @@ class CountedRHS:
 
     ``jac``: an optional user Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)``; ``rtol``,
     ``atol``: the solve's tolerances (implicit methods scale their nonlinear-solver tests by
-    them). Steppers add to ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are
+    them); ``parts``: ``(f_stiff, f_nonstiff)`` of a split problem, for IMEX methods (``f``
+    is then their sum). Steppers add to ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are
     counted in ``calls``.
     """
 
-    def __init__(self, f: RHS, jac: Callable | None = None, rtol=1e-3, atol=1e-6):
+    def __init__(self, f: RHS, jac: Callable | None = None, rtol=1e-3, atol=1e-6,
+                 parts: tuple[RHS, RHS] | None = None):
         self.f = f
         self.jac = jac
+        self.parts = parts
         self.rtol = rtol
         self.atol = atol
         self.calls = 0

@@ -14,6 +14,7 @@ same time loop over one or more *segments* :math:`(b_j, b_{j+1}]`, with jumps
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,16 @@ class _AdjointSolve(torch.autograd.Function):
         return tuple(out[:n_in])
 
 
+class _MaskedHistory:
+    """A forward dense output whose failed members read as their (finite) initial state."""
+
+    def __init__(self, history, ok: torch.Tensor, u0: torch.Tensor):
+        self.history, self.ok, self.u0 = history, ok, u0
+
+    def evaluate(self, tq: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.ok[None, :, None], self.history.evaluate(tq), self.u0[None])
+
+
 def _segments(setup: _Setup, t0: torch.Tensor, ts: torch.Tensor):
     """``(t_hi, t_lo, interior save rows, start-of-segment save row or None, u(t_lo) or None)``
     from the last save time back to ``t0``."""
@@ -117,6 +128,17 @@ def _segments(setup: _Setup, t0: torch.Tensor, ts: torch.Tensor):
         t_lo, u_lo = bounds[j - 1]
         segments.append((t_hi, t_lo, [], save_row_of.get(d * float(t_hi)), u_lo))
     return segments
+
+
+def _segment_kwargs(loop_kwargs: dict, t_lo: torch.Tensor, t_hi: torch.Tensor) -> dict:
+    """The forward solve's options for a re-solve over ``(t_lo, t_hi)``: its stops inside."""
+    kwargs = dict(loop_kwargs)
+    stops = kwargs.get("tstops")
+    if stops is not None:
+        lo, hi = sorted((float(t_lo), float(t_hi)))
+        inside = stops[(stops > lo) & (stops < hi)]
+        kwargs["tstops"] = inside if inside.numel() else None
+    return kwargs
 
 
 def _adjoint_backward(setup: _Setup, u0, t0, ts, us, grad_us) -> dict:
@@ -144,12 +166,23 @@ def _adjoint_backward(setup: _Setup, u0, t0, ts, us, grad_us) -> dict:
         # per-component tolerances of the state do not apply to the packed adjoint state
         kwargs["rtol"] = float(torch.as_tensor(kwargs["rtol"]).min())
         kwargs["atol"] = float(torch.as_tensor(kwargs["atol"]).min())
+    kwargs.pop("parts", None)  # the adjoint ODE is not split: an IMEX step runs fully implicit
     stepper = setup.stepper if sensealg.alg is None else sensealg.alg.stepper()
+    if getattr(stepper, "imex", False):
+        stepper = dataclasses.replace(stepper, imex=False)
     if not stepper.adaptive:
         stepper_dt = setup.loop_kwargs.get("dt")
         kwargs["dt"] = stepper_dt
     history = setup.saved["history"]
     p_det = setup.saved["p"]
+
+    # members whose forward solve failed get no gradient (NaN); they must not spoil the others
+    ok = setup.result.status == ReturnCode.Success  # (B,)
+    all_ok = bool(ok.all())
+    if not all_ok:
+        g = torch.where(ok[None, :, None], g, 0)
+        us = torch.where(ok[None, :, None], us, u0[None])
+        history = _MaskedHistory(history, ok, u0) if history is not None else None
 
     lam = torch.zeros(BN, dtype=dtype, device=device)
     mu = torch.zeros(P, dtype=dtype, device=device)
@@ -161,12 +194,12 @@ def _adjoint_backward(setup: _Setup, u0, t0, ts, us, grad_us) -> dict:
             def u_of_t(t, _h=history):
                 return _h.evaluate(t.reshape(1))[0]
         elif not backsolve:  # checkpointed: re-solve this segment with dense output
-            start = u0 if u_lo is None else u_lo
+            start = u0 if u_lo is None else torch.where(ok[:, None], u_lo, u0)
             with torch.no_grad():
-                seg = integrate(stepper, lambda t, y: setup.rhs(t, y, p_det), t_lo, t_hi,
-                                start, ts=t_hi.reshape(1), dense=True,
-                                **{k: v for k, v in kwargs.items() if k != "shared_step"})
-            hist = seg.dense
+                seg = integrate(setup.stepper, lambda t, y: setup.rhs(t, y, p_det), t_lo,
+                                t_hi, start, ts=t_hi.reshape(1), dense=True,
+                                **_segment_kwargs(setup.loop_kwargs, t_lo, t_hi))
+            hist = seg.dense if all_ok else _MaskedHistory(seg.dense, ok, u0)
 
             def u_of_t(t, _h=hist):
                 return _h.evaluate(t.reshape(1))[0]
@@ -214,6 +247,8 @@ def _adjoint_backward(setup: _Setup, u0, t0, ts, us, grad_us) -> dict:
     for k in at_t0:
         lam = lam + g[k].reshape(-1)
     lam_u0 = lam.reshape(B, N)
+    if not all_ok:
+        lam_u0 = torch.where(ok[:, None], lam_u0, float("nan"))
     grad_t0 = -(lam_u0 * eq.f(t0, u0)).sum()
     grad_ts = torch.stack([(g[k] * eq.f(ts[k], us[k])).sum() for k in range(ts.shape[0])])
     grads = params.split(mu) if P else []

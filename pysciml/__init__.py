@@ -8,8 +8,9 @@ API.
 0.135335
 """
 
-from .algorithms import (DP5, RK4, TRBDF2, AbstractAlgorithm, Euler, KenCarp4, Kvaerno5, Rodas4,
-                         Rodas5P, Rosenbrock23, Tsit5, Vern7)
+from .algorithms import (DP5, QBDF, QNDF, RK4, TRBDF2, AbstractAlgorithm, Euler, KenCarp4,
+                         Kvaerno5, Rodas4, Rodas5P, Rosenbrock23, Tsit5, Vern7)
+from .linear_solvers import GMRES, LUFactorization
 from .native.controller import IController, PIController
 from .problem import ODEProblem, SplitODEProblem
 from .sensealg import (BacksolveAdjoint, DirectBackprop, InterpolatingAdjoint,
@@ -22,7 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ODEProblem", "solve", "ODESolution", "ReturnCode", "Stats", "SolveFailedError",
     "AbstractAlgorithm", "Euler", "RK4", "Tsit5", "DP5", "Vern7",
-    "Rosenbrock23", "Rodas4", "Rodas5P", "TRBDF2", "KenCarp4", "Kvaerno5", "SplitODEProblem",
-    "PIController", "IController",
+    "Rosenbrock23", "Rodas4", "Rodas5P", "TRBDF2", "KenCarp4", "Kvaerno5", "QNDF", "QBDF",
+    "SplitODEProblem",
+    "PIController", "IController", "LUFactorization", "GMRES",
     "DirectBackprop", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint",
 ]

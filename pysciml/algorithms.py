@@ -33,6 +33,15 @@ TRBDF2        2(3)   3       2 (Hermite)   loose tolerances
 KenCarp4      4(3)   6       3             IMEX with a SplitODEProblem; stiff PDEs
 Kvaerno5      5(4)   7       3 (Hermite)   tight tolerances
 ============  =====  ======  ============  =============================================
+
+Stiff, multistep (one Newton solve per step, Jacobian and LU reused across steps):
+
+============  =====  ==============================================================
+name          order  use
+============  =====  ==============================================================
+QNDF          1–5    variable order NDF (ode15s, SciPy BDF); large stiff systems
+QBDF          1–5    the same with plain BDF formulas
+============  =====  ==============================================================
 """
 
 from __future__ import annotations
@@ -40,7 +49,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .linear_solvers import AbstractLinearSolver
 from .native import rosenbrock_tableaus, sdirk_tableaus, tableaus
+from .native.bdf import BDF
+from .native.bdf_coefficients import BDF_KAPPA, NDF_KAPPA
 from .native.explicit import ExplicitRungeKutta
 from .native.rosenbrock import Rosenbrock
 from .native.rosenbrock_tableaus import RosenbrockTableau
@@ -50,7 +62,7 @@ from .native.tableau import ButcherTableau
 
 __all__ = ["AbstractAlgorithm", "AbstractExplicitRungeKutta", "Euler", "RK4", "Tsit5", "DP5",
            "Vern7", "AbstractRosenbrock", "Rosenbrock23", "Rodas4", "Rodas5P", "AbstractSDIRK",
-           "TRBDF2", "KenCarp4", "Kvaerno5"]
+           "TRBDF2", "KenCarp4", "Kvaerno5", "AbstractBDF", "QNDF", "QBDF"]
 
 
 class AbstractAlgorithm:
@@ -63,7 +75,10 @@ class AbstractAlgorithm:
         return type(self).__name__
 
     def __repr__(self) -> str:
-        return f"{self.name}()"
+        settings = ", ".join(f"{k}={getattr(self, k)!r}" for k in
+                             getattr(self, "__dataclass_fields__", {})
+                             if getattr(self, k) is not None)
+        return f"{self.name}({settings})"
 
 
 class AbstractExplicitRungeKutta(AbstractAlgorithm):
@@ -156,17 +171,27 @@ class Rodas5P(AbstractRosenbrock):
     tableau: ClassVar[RosenbrockTableau] = rosenbrock_tableaus.RODAS5P
 
 
+@dataclass(frozen=True, repr=False)
 class AbstractSDIRK(AbstractAlgorithm):
-    """A (singly) diagonally implicit Runge–Kutta method, solved by simplified Newton."""
+    """A (singly) diagonally implicit Runge–Kutta method, solved by simplified Newton.
+
+    Args:
+        linsolve: the linear solver of the Newton iterations: ``None`` / ``LUFactorization()``
+            (dense Jacobian, LU reused across steps) or ``GMRES(...)`` (matrix-free
+            Newton–Krylov for large states).
+    """
 
     tableau: ClassVar[SDIRKTableau]
     adaptive: ClassVar[bool] = True
     imex: ClassVar[bool] = False
     filter_error: ClassVar[bool] = False
 
+    linsolve: AbstractLinearSolver | None = None
+
     def stepper(self, imex: bool = False) -> SDIRK:
         """The native runtime's step; ``imex`` for a split problem (IMEX pairs only)."""
-        return SDIRK(self.tableau, imex=imex and self.imex, filter_error=self.filter_error)
+        return SDIRK(self.tableau, imex=imex and self.imex, filter_error=self.filter_error,
+                     linsolve=self.linsolve)
 
 
 @dataclass(frozen=True, repr=False)
@@ -196,3 +221,41 @@ class Kvaerno5(AbstractSDIRK):
     dense output of order 3. For tight tolerances on stiff problems."""
 
     tableau: ClassVar[SDIRKTableau] = sdirk_tableaus.KVAERNO5
+
+
+@dataclass(frozen=True, repr=False)
+class AbstractBDF(AbstractAlgorithm):
+    """A variable-order (1–5), quasi-constant-step BDF/NDF method (Shampine & Reichelt 1997),
+    each batch member with its own order and step.
+
+    Args:
+        max_order: the highest order used (1–5).
+    """
+
+    kappa: ClassVar[tuple[float, ...]]
+    adaptive: ClassVar[bool] = True
+    max_order: int = 5
+
+    def __post_init__(self) -> None:
+        self.stepper()  # validates max_order
+
+    def stepper(self) -> BDF:
+        """The native runtime's step for this method."""
+        return BDF(max_order=self.max_order, kappa=self.kappa)
+
+
+@dataclass(frozen=True, repr=False)
+class QNDF(AbstractBDF):
+    """Variable-order NDF (Klopfenstein–Shampine numerical differentiation formulas; ode15s,
+    SciPy's ``BDF``, OrdinaryDiffEq's ``QNDF``): orders 1–5, one Newton solve per step, the
+    Jacobian and LU reused across steps, dense output of the current order."""
+
+    kappa: ClassVar[tuple[float, ...]] = NDF_KAPPA
+
+
+@dataclass(frozen=True, repr=False)
+class QBDF(AbstractBDF):
+    """Variable-order BDF in the same quasi-constant-step form (OrdinaryDiffEq's ``QBDF``,
+    :math:`\kappa = 0`)."""
+
+    kappa: ClassVar[tuple[float, ...]] = BDF_KAPPA

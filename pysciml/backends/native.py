@@ -90,6 +90,20 @@ class _DenseWithoutGradient(torch.autograd.Function):
             "differentiate through them")
 
 
+def _flat_preconditioner(alg: Any, flat: FlatProblem, p: Any):
+    """The user's Krylov preconditioner ``precond(t, u, hgamma, r)`` on flattened states."""
+    precond = getattr(getattr(alg, "linsolve", None), "precond", None)
+    if precond is None:
+        return None
+
+    def flat_precond(t, y, hg, r):
+        shape = tuple(flat.batch_shape)
+        out = precond(t.reshape(shape), flat.unflatten(y), hg.reshape(shape), flat.unflatten(r))
+        return flat.flatten(out)
+
+    return flat_precond
+
+
 def right_hand_sides(prob: ODEProblem) -> tuple:
     """The user's callables: ``(f,)``, or ``(f_stiff, f_nonstiff)`` of a split problem."""
     if isinstance(prob, SplitODEProblem):
@@ -135,6 +149,7 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
         dtmin=options.dtmin, dtmax=options.dtmax,
         jac=None if prob.jac is None else (lambda t, y: flat.jac(t, y, prob.p)),
         parts=parts,
+        precond=_flat_preconditioner(alg, flat, prob.p),
     )
     if isinstance(sensealg, AbstractAdjoint) and _needs_grad(prob, inputs):
         us, result = adjoint_solve(flat, prob, stepper, inputs, sensealg, options.dense,

@@ -11,18 +11,21 @@ order :math:`k` predicts :math:`y^{(0)}_{n+1} = \sum_{j=0}^k D_j` and solves
     \qquad \Gamma_j = \sum_{i=1}^j \frac1i, \quad \alpha_k = (1 - \kappa_k)\Gamma_k,
 
 i.e. :math:`\sum_{j=1}^k \frac1j \nabla^j y_{n+1} - \kappa_k\Gamma_k\nabla^{k+1}y_{n+1} = h
-f_{n+1}`: the BDF of order :math:`k` for :math:`\kappa = 0` (the default, FBDF/CVODE-like
-accuracy), the NDF of ode15s with Klopfenstein–Shampine's :math:`\kappa`
-(:data:`~pysciml.native.bdf_coefficients.NDF_KAPPA`). In the form of
-:func:`~pysciml.native.newton.newton_solve`,
+f_{n+1}`: the BDF of order :math:`k` for :math:`\kappa = 0` (the default: OrdinaryDiffEq's
+``QBDF``), the NDF of ode15s, SciPy's ``BDF`` and OrdinaryDiffEq's ``QNDF`` with
+Klopfenstein–Shampine's :math:`\kappa` (:data:`~pysciml.native.bdf_coefficients.NDF_KAPPA`).
+In the form of :func:`~pysciml.native.newton.newton_solve`,
 
 .. math::
     Y = \psi + c\, f(t_{n+1}, Y), \qquad \psi = y^{(0)}_{n+1} - \frac{1}{\alpha_k}
     \sum_{j=1}^k \Gamma_j D_j, \qquad c = \frac{h}{\alpha_k},
 
-solved by simplified Newton with :math:`W = I - cJ` (LU of :math:`I/c - J`). :math:`J` is
-kept across steps and recomputed (at :math:`(t_{n+1}, y^{(0)})`) only when Newton fails with a
-stale one; the step is then retried once with the fresh :math:`J`. The LU is kept while
+solved by simplified Newton with :math:`W = I - cJ` (LU of :math:`I/c - J`), at most 4
+iterations, to SciPy's tolerance :math:`\max(10\epsilon/\mathrm{rtol}, \min(0.03,
+\sqrt{\mathrm{rtol}}))` in the norm scaled by :math:`\mathrm{atol} + \mathrm{rtol}|y^{(0)}|`.
+:math:`J` is kept across
+steps and recomputed (at :math:`(t_{n+1}, y^{(0)})`) only when Newton fails with a stale one;
+the step is then retried once with the fresh :math:`J`. The LU is kept while
 :math:`c` does not change. With :math:`d = y_{n+1} - y^{(0)}_{n+1} = \nabla^{k+1} y_{n+1}`,
 
 .. math::
@@ -32,12 +35,14 @@ and on acceptance the differences are updated: :math:`D_{k+2} \leftarrow d - D_{
 :math:`D_{k+1} \leftarrow d`, :math:`D_j \leftarrow D_j + D_{j+1}` for :math:`j = k, \dots, 0`.
 
 **Step size and order** (Shampine & Reichelt; SciPy). The step stays constant for :math:`k+1`
-accepted steps at the same order; then, with the error estimates of orders :math:`k-1`, `k`,
-:math:`k+1`, :math:`e_{k-1} = \|C_{k-1} D_k\|`, :math:`e_k = \|C_k d\|`,
+accepted steps at the same order; then, with the error estimates of orders :math:`k-1`,
+:math:`k`, :math:`k+1`, :math:`e_{k-1} = \|C_{k-1} D_k\|`, :math:`e_k = \|C_k d\|`,
 :math:`e_{k+1} = \|C_{k+1} D_{k+2}\|` (after the update), the order with the largest
 :math:`\rho_m = e_m^{-1/(m+1)}` is chosen and :math:`h \leftarrow h \min(10, 0.9 \max_m
 \rho_m)`. A rejected step (error norm :math:`> 1`) is retried with :math:`h \max(0.2, 0.9
 e_k^{-1/(k+1)})`; a Newton failure (after the retry with a fresh :math:`J`) with :math:`h/2`.
+(SciPy also scales the safety factor 0.9 by the Newton iteration count; ``newton_solve``
+reports no per-member count, and a batch-wide one would couple the members.)
 When the step size changes (a rejection, a new order/step, or the loop clamping the step to hit
 the end), the differences are re-expressed at the new spacing :math:`\rho h`:
 :math:`D_{0..k} \leftarrow (R(\rho) U)^\top D_{0..k}` (SciPy's ``change_D``; see
@@ -104,7 +109,7 @@ def _change_D(tab: BDFTensors, D: torch.Tensor, order: torch.Tensor,
     ``factor == 1``."""
     K = MAX_ORDER
     M = tab.M0 - factor[:, None, None] * tab.M1  # (B, K+1, K+1)
-    RU = torch.cumprod(M, 1) @ tab.U  # (B, K+1, K+1)
+    RU = torch.bmm(torch.cumprod(M, 1), tab.U.expand(M.shape))  # (B, K+1, K+1)
     A = torch.nn.functional.pad(RU.transpose(1, 2), (0, ROWS - K - 1, 0, ROWS - K - 1))
     A = torch.where(tab.keep[order], A, tab.eye)
     return torch.where((factor != 1)[:, None, None], A @ D, D)
@@ -114,8 +119,10 @@ def _change_D(tab: BDFTensors, D: torch.Tensor, order: torch.Tensor,
 class BDF(AbstractStepper):
     r"""Variable-order, variable-step BDF (orders 1 to ``max_order``), batched per member.
 
-    See the module docstring for the maths. Order 1 to start; the step size and order are
-    chosen here (``StepResult.h_next``), the loop only accepts or rejects.
+    See the module docstring for the maths. Orders 1 to 5 (1 to start), one Newton solve
+    per step (one LU per change of :math:`h/\alpha_k`, :math:`J` reused over many steps),
+    dense output of the step's order :math:`k`. The step size and order are chosen here
+    (``StepResult.h_next``); the loop only accepts or rejects.
 
     Args:
         max_order: the highest order used (1 to 5).
@@ -192,7 +199,7 @@ class BDF(AbstractStepper):
         D = _change_D(tab, cache.D, k, factor) if any_changed else cache.D
         pred = tab.predict[k] @ D  # (B, 2, N): the predictor and the explicit part psi
         y_predict, psi = pred[:, 0], pred[:, 1]
-        t_new = t + h_safe
+        t_new = t + h  # stopped members (h = 0) are evaluated where they are
         J, jac_current = cache.J, cache.jac_current
         factors, c_LU = LUFactors(cache.LU, cache.pivots, cache.singular), cache.c_LU
         if any_lu:

@@ -4,7 +4,8 @@ In the difference form of Shampine & Reichelt (1997), order :math:`k` takes a st
 :math:`t_n` to :math:`t_{n+1} = t_n + h` by solving
 
 .. math::
-    \alpha_k\,(y_{n+1} - y^{(0)}_{n+1}) + \sum_{j=1}^{k} \Gamma_j \nabla^j y_n = h f(t_{n+1}, y_{n+1}),
+    \alpha_k (y_{n+1} - y^{(0)}_{n+1}) + \sum_{j=1}^{k} \Gamma_j \nabla^j y_n
+    = h f(t_{n+1}, y_{n+1}),
 
 .. math::
     \Gamma_j = \sum_{i=1}^{j} \frac1i, \qquad \alpha_k = (1 - \kappa_k)\Gamma_k, \qquad
@@ -108,9 +109,9 @@ class BDFCoefficients:
         if kappa[0] != 0 or not all(math.isfinite(x) and abs(x) < 0.5 for x in kappa):
             raise ValueError(f"kappa: expected kappa[0] = 0 and |kappa_k| < 0.5, got {kappa}")
         gamma = tuple(sum(1.0 / i for i in range(1, k + 1)) for k in range(MAX_ORDER + 1))
-        alpha = tuple((1 - kp) * g for kp, g in zip(kappa, gamma))
+        alpha = tuple((1 - kp) * g for kp, g in zip(kappa, gamma, strict=True))
         error_const = tuple([kp * g + 1.0 / (k + 1) for k, (kp, g) in
-                             enumerate(zip(kappa, gamma))] + [1.0 / (MAX_ORDER + 2)])
+                             enumerate(zip(kappa, gamma, strict=True))] + [1.0 / (MAX_ORDER + 2)])
         object.__setattr__(self, "kappa", kappa)
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "alpha", alpha)

@@ -64,6 +64,7 @@ def integrate(
     dtmax: float | None = None,
     jac: Callable | None = None,
     parts: tuple[RHS, RHS] | None = None,
+    precond: Callable | None = None,
 ) -> IntegrationResult:
     """Integrate ``u' = f(t, u)`` from ``t0`` to ``t1`` for a batch of members.
 
@@ -85,9 +86,10 @@ def integrate(
         dtmin, dtmax: bounds of the step size's magnitude.
         jac: the user's Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)`` for implicit methods.
         parts: ``(f_stiff, f_nonstiff)`` of a split problem (``f`` is their sum), for IMEX.
+        precond: a flattened preconditioner for Newton–Krylov (see ``CountedRHS``).
     """
     controller = controller or PIController()
-    fc = CountedRHS(f, jac, rtol, atol, parts)
+    fc = CountedRHS(f, jac, rtol, atol, parts, precond)
     B, _ = u0.shape
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if float(t1) >= float(t0) else -1.0
@@ -175,6 +177,9 @@ def integrate(
                                                 error_order)
             if result.h_next is not None:
                 h_next = result.h_next.detach()
+                if shared_step:  # the stepper chose per member; the batch takes the smallest
+                    h_next = direction * torch.where(running, h_next.abs(),
+                                                     float("inf")).amin().expand(B)
             h_next = torch.where(running, h_next, h)
             ctrl_state = torch.where(running, new_ctrl, ctrl_state)
             floor = torch.maximum(dtmin_t, 8 * eps * t.detach().abs())
@@ -242,7 +247,7 @@ def integrate(
         us = us.index_put((row_index, col_index), torch.cat(values))
     if history is not None:
         history.finish(t0.detach(), t.detach())
-    stats = Stats(nf=fc.calls, naccept=int(n_accept.sum()), nreject=int(n_reject.sum()),
+    stats = Stats(nf=int(fc.calls), naccept=int(n_accept.sum()), nreject=int(n_reject.sum()),
                   nsteps=iterations, njac=fc.njac, nfactor=fc.nfactor, nlinsolve=fc.nlinsolve,
                   nnonlinfail=fc.nnonlinfail)
     return IntegrationResult(us=us[:S], t=t, u=u, status=status, h=h, stats=stats,

@@ -1,19 +1,21 @@
-r"""Linear solves of the implicit methods: batched dense LU.
+r"""Linear solves of the implicit methods: batched dense LU, and matrix-free GMRES.
 
 The implicit families solve :math:`W x = r` with :math:`W = \frac{1}{h\gamma} I - J` (or
 :math:`I - h\gamma J`) for every batch member, one factorisation reused over a step's stages
 and, where the method allows, over several steps. Factorisation and solves go through
 ``torch.linalg.lu_factor_ex`` / ``lu_solve`` (LAPACK on CPU, cuSOLVER/MAGMA on CUDA); ``info``
-flags singular matrices without a host synchronisation.
+flags singular matrices without a host synchronisation. States too large for a dense Jacobian
+(≥ 10⁴ unknowns) use :func:`gmres` on Jacobian–vector products instead (Newton–Krylov).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
-__all__ = ["LUFactors", "lu_factor", "lu_solve", "w_matrix"]
+__all__ = ["LUFactors", "lu_factor", "lu_solve", "w_matrix", "gmres"]
 
 
 class LUFactors(NamedTuple):
@@ -41,3 +43,78 @@ def lu_factor(W: torch.Tensor) -> LUFactors:
 def lu_solve(factors: LUFactors, rhs: torch.Tensor) -> torch.Tensor:
     """Solve ``W x = rhs`` for ``rhs`` ``(B, N)`` with the factors of ``W``."""
     return torch.linalg.lu_solve(factors.LU, factors.pivots, rhs[..., None])[..., 0]
+
+
+def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
+          tol: float | torch.Tensor, restart: int = 30, max_restarts: int = 5,
+          precond: Callable[[torch.Tensor], torch.Tensor] | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    r"""Solve :math:`A x = b` for every batch member by restarted GMRES (Saad & Schultz 1986).
+
+    ``matvec(v)`` applies :math:`A` to ``(B, N)``; ``precond(v)`` applies a right preconditioner
+    :math:`M^{-1}` (GMRES then works on :math:`A M^{-1} z = b`, :math:`x = M^{-1} z`). Each
+    member stops when its residual RMS norm is at most ``tol``; orthogonalisation is classical
+    Gram–Schmidt applied twice (one matrix product each, stable as modified Gram–Schmidt).
+    Costs one host synchronisation per iteration (to stop when every member has converged).
+
+    Returns ``(x, converged (B,), matvecs)``.
+    """
+    B, N = b.shape
+    dtype, device = b.dtype, b.device
+    scale = N ** -0.5  # RMS norms
+    apply = (lambda v: matvec(precond(v))) if precond is not None else matvec
+    x = torch.zeros_like(b)
+    tol = torch.as_tensor(tol, dtype=dtype, device=device).expand(B)
+    n_matvec = 0
+    converged = torch.zeros(B, dtype=torch.bool, device=device)
+    for _ in range(max_restarts + 1):
+        r = b - matvec(x) if n_matvec else b
+        n_matvec += int(n_matvec > 0)
+        beta = torch.linalg.vector_norm(r, dim=-1)
+        converged = beta * scale <= tol
+        if bool(converged.all()):
+            break
+        V = [r / torch.where(beta > 0, beta, 1)[:, None]]  # the Krylov basis, grown lazily
+        H = torch.zeros(B, restart + 1, restart, dtype=dtype, device=device)
+        g = torch.zeros(B, restart + 1, dtype=dtype, device=device)
+        g[:, 0] = beta
+        cs = torch.zeros(B, restart, dtype=dtype, device=device)
+        sn = torch.zeros(B, restart, dtype=dtype, device=device)
+        m = restart
+        for j in range(restart):
+            w = apply(V[j])
+            n_matvec += 1
+            basis = torch.stack(V)  # (j+1, B, N)
+            h = torch.einsum("jbn,bn->bj", basis, w)
+            w = w - torch.einsum("jbn,bj->bn", basis, h)
+            h2 = torch.einsum("jbn,bn->bj", basis, w)  # second pass (CGS2)
+            w = w - torch.einsum("jbn,bj->bn", basis, h2)
+            h = h + h2
+            hn = torch.linalg.vector_norm(w, dim=-1)
+            V.append(w / torch.where(hn > 0, hn, 1)[:, None])
+            col = torch.cat([h, hn[:, None]], 1)  # (B, j+2)
+            for i in range(j):  # earlier Givens rotations
+                a, c = col[:, i].clone(), col[:, i + 1].clone()
+                col[:, i] = cs[:, i] * a + sn[:, i] * c
+                col[:, i + 1] = -sn[:, i] * a + cs[:, i] * c
+            denom = torch.sqrt(col[:, j] ** 2 + col[:, j + 1] ** 2)
+            denom = torch.where(denom > 0, denom, 1)
+            cs[:, j], sn[:, j] = col[:, j] / denom, col[:, j + 1] / denom
+            col[:, j] = denom
+            col[:, j + 1] = 0
+            H[:, : j + 2, j] = col
+            g[:, j + 1] = -sn[:, j] * g[:, j]
+            g[:, j] = cs[:, j] * g[:, j]
+            if bool((g[:, j + 1].abs() * scale <= tol).all()):
+                m = j + 1
+                break
+        R = H[:, :m, :m]
+        diag = R.diagonal(dim1=1, dim2=2)
+        R = R + torch.diag_embed(torch.where(diag == 0, 1.0, 0.0).to(dtype))
+        y = torch.linalg.solve_triangular(R, g[:, :m, None], upper=True)[..., 0]
+        z = torch.einsum("jbn,bj->bn", torch.stack(V[:m]), y)
+        x = x + (precond(z) if precond is not None else z)
+        converged = g[:, m].abs() * scale <= tol
+        if bool(converged.all()):
+            break
+    return x, converged, n_matvec

@@ -30,12 +30,13 @@ The Jacobian (of :math:`f_I` in IMEX mode) is kept across steps while Newton con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from .jacobian import jacobian_and_time_derivative
-from .linsolve import LUFactors, lu_factor, lu_solve, w_matrix
+from ..linear_solvers import GMRES
+from .linsolve import LUFactors, gmres, lu_factor, lu_solve, w_matrix
 from .newton import newton_solve
 from .sdirk_tableaus import SDIRKTableau
 from .stepper import AbstractStepper, CountedRHS, StepResult
@@ -53,6 +54,16 @@ class SDIRKCache(NamedTuple):
     factors: LUFactors
     hg: torch.Tensor  # (B,) the h*gamma that W was factorised for
     needs_jacobian: bool
+
+
+class KrylovCache(NamedTuple):
+    """The point of the Jacobian–vector products of a Newton–Krylov step."""
+
+    t: torch.Tensor
+    u: torch.Tensor
+    fu: torch.Tensor
+    hg: torch.Tensor
+    needs_jacobian: bool = False
 
 
 def _jacobian(f: CountedRHS, t, u) -> torch.Tensor:
@@ -74,6 +85,7 @@ class SDIRK(AbstractStepper):
             ``SplitODEProblem``).
         filter_error: estimate the error as :math:`(I - h\gamma J)^{-1} \mathrm{err}` (needed
             by TRBDF2, whose embedded method is not A-stable).
+        linsolve: ``None`` (dense LU) or :class:`~pysciml.GMRES` (Newton–Krylov).
         kappa: the Newton convergence tolerance, relative to the local error allowed.
         max_iter: Newton iterations per stage.
     """
@@ -81,6 +93,7 @@ class SDIRK(AbstractStepper):
     tableau: SDIRKTableau
     imex: bool = False
     filter_error: bool = False
+    linsolve: Any = None
     kappa: float = 1e-2
     max_iter: int = 10
 
@@ -99,7 +112,10 @@ class SDIRK(AbstractStepper):
     def init(self, f, t, u, f0):
         return None
 
-    def _factorised(self, f: CountedRHS, t, u, hg, cache: SDIRKCache | None) -> SDIRKCache:
+    def _factorised(self, f: CountedRHS, t, u, hg, cache):
+        if isinstance(self.linsolve, GMRES):
+            fi = f.parts[0] if self.imex else f
+            return KrylovCache(t, u, fi(t, u), hg)
         if cache is None or cache.needs_jacobian:
             J = _jacobian(f, t, u)
             refactor = True
@@ -138,11 +154,16 @@ class SDIRK(AbstractStepper):
         hg = h_safe * tab.gamma
         hg_w = cache.hg[:, None]
 
-        def solve_w(r):
-            f.nlinsolve += 1
-            return lu_solve(cache.factors, r / hg_w)
-
         scale = f.atol + f.rtol * u.abs()
+        if isinstance(cache, KrylovCache):
+            def solve_w(r):
+                f.nlinsolve += 1
+                return self._krylov_solve(f_i, f, cache, r, scale)
+        else:
+            def solve_w(r):
+                f.nlinsolve += 1
+                return lu_solve(cache.factors, r / hg_w)
+
         k_i = u.new_empty(s, B, N)  # implicit-part stage derivatives (all of f without IMEX)
         flat_i = k_i.view(s, B * N)
         if imex:
@@ -181,6 +202,28 @@ class SDIRK(AbstractStepper):
         stages = flat.view(s, B, N) if imex else k_i
         return (StepResult(u_new, err, stages, cache, failed=failed), bool(any_failed),
                 bool(any_slow))
+
+    def _krylov_solve(self, f_i, f: CountedRHS, cache: KrylovCache, r, scale):
+        r"""GMRES on :math:`(I - h\gamma J)x = r` in the tolerance-scaled variables."""
+        hg = cache.hg[:, None]
+        root_eps = torch.finfo(r.dtype).eps ** 0.5
+        u_size = torch.linalg.vector_norm(cache.u, dim=-1).clamp_min(1.0)
+
+        def matvec(v_hat):
+            v = v_hat * scale
+            v_size = torch.linalg.vector_norm(v, dim=-1)
+            eps = (root_eps * u_size / torch.where(v_size > 0, v_size, 1))[:, None]
+            jv = (f_i(cache.t, cache.u + eps * v) - cache.fu) / eps
+            return v_hat - hg * jv / scale
+
+        precond = None
+        if self.linsolve.precond is not None:
+            def precond(z_hat):
+                return f.precond(cache.t, cache.u, cache.hg, z_hat * scale) / scale
+        x_hat, _, _ = gmres(matvec, r / scale, tol=self.linsolve.tol * self.kappa,
+                            restart=self.linsolve.restart,
+                            max_restarts=self.linsolve.max_restarts, precond=precond)
+        return x_hat * scale
 
     def merge(self, cache, new, accept):
         return new  # the Jacobian and factorisation are the batch's, whoever accepted

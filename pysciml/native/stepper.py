@@ -24,15 +24,17 @@ class CountedRHS:
     ``jac``: an optional user Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)``; ``rtol``,
     ``atol``: the solve's tolerances (implicit methods scale their nonlinear-solver tests by
     them); ``parts``: ``(f_stiff, f_nonstiff)`` of a split problem, for IMEX methods (``f``
-    is then their sum). Steppers add to ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are
+    is then their sum); ``precond``: a flattened Krylov preconditioner
+    ``(t (B,), u (B, N), hgamma (B,), r (B, N)) -> (B, N)``. Steppers add to ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are
     counted in ``calls``.
     """
 
     def __init__(self, f: RHS, jac: Callable | None = None, rtol=1e-3, atol=1e-6,
-                 parts: tuple[RHS, RHS] | None = None):
+                 parts: tuple[RHS, RHS] | None = None, precond: Callable | None = None):
         self.f = f
+        self.precond = precond
         self.jac = jac
-        self.parts = parts
+        self.parts = None if parts is None else tuple(self._counted(g) for g in parts)
         self.rtol = rtol
         self.atol = atol
         self.calls = 0
@@ -44,6 +46,13 @@ class CountedRHS:
     def __call__(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         return self.f(t, u)
+
+    def _counted(self, g: RHS) -> RHS:
+        """A part of a split right-hand side; a call of each part counts half of ``nf``."""
+        def part(t, u):
+            self.calls += 0.5
+            return g(t, u)
+        return part
 
 
 class StepResult(NamedTuple):

@@ -46,6 +46,7 @@ QBDF          1–5    the same with plain BDF formulas
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -75,9 +76,9 @@ class AbstractAlgorithm:
         return type(self).__name__
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={getattr(self, k)!r}" for k in
-                             getattr(self, "__dataclass_fields__", {})
-                             if getattr(self, k) is not None)
+        fields = dataclasses.fields(self) if dataclasses.is_dataclass(self) else ()
+        settings = ", ".join(f"{x.name}={getattr(self, x.name)!r}" for x in fields
+                             if getattr(self, x.name) != x.default)
         return f"{self.name}({settings})"
 
 

@@ -226,23 +226,28 @@ class Kvaerno5(AbstractSDIRK):
 
 @dataclass(frozen=True, repr=False)
 class AbstractBDF(AbstractAlgorithm):
-    """A variable-order (1–5), quasi-constant-step BDF/NDF method (Shampine & Reichelt 1997),
+    r"""A variable-order (1–5), quasi-constant-step BDF/NDF method (Shampine & Reichelt 1997),
     each batch member with its own order and step.
 
     Args:
         max_order: the highest order used (1–5).
+        linsolve: the linear solver of the Newton iterations: ``None`` / ``LUFactorization()``
+            (dense Jacobian, LU reused across steps) or ``GMRES(...)`` (matrix-free
+            Newton–Krylov for large states; the preconditioner receives
+            :math:`h\gamma = h/\alpha_k`).
     """
 
     kappa: ClassVar[tuple[float, ...]]
     adaptive: ClassVar[bool] = True
     max_order: int = 5
+    linsolve: AbstractLinearSolver | None = None
 
     def __post_init__(self) -> None:
-        self.stepper()  # validates max_order
+        self.stepper()  # validates max_order and linsolve
 
     def stepper(self) -> BDF:
         """The native runtime's step for this method."""
-        return BDF(max_order=self.max_order, kappa=self.kappa)
+        return BDF(max_order=self.max_order, kappa=self.kappa, linsolve=self.linsolve)
 
 
 @dataclass(frozen=True, repr=False)
@@ -256,7 +261,7 @@ class QNDF(AbstractBDF):
 
 @dataclass(frozen=True, repr=False)
 class QBDF(AbstractBDF):
-    """Variable-order BDF in the same quasi-constant-step form (OrdinaryDiffEq's ``QBDF``,
+    r"""Variable-order BDF in the same quasi-constant-step form (OrdinaryDiffEq's ``QBDF``,
     :math:`\kappa = 0`)."""
 
     kappa: ClassVar[tuple[float, ...]] = BDF_KAPPA

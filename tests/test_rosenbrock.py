@@ -522,20 +522,20 @@ BATCH_K = torch.tensor([
 @pytest.mark.parametrize("with_jac", [False, True], ids=["autodiff", "user_jac"])
 @pytest.mark.parametrize("alg_name", list(ALGS))
 def test_batch_equals_members(alg_name, with_jac):
-    """Four ROBER instances with different rate constants (``batch_ndim=1``, ``p`` of shape
-    (4, 3)) give what each member gives alone (per-member steps), within 1e-10 relative, and the
-    same accepted/rejected step counts in total."""
-    ts = torch.logspace(-3, 3, 7)
+    """Four ROBER instances on [0, 100] with different rate constants (``batch_ndim=1``, ``p``
+    of shape (4, 3)) give what each member gives alone (per-member steps), within 1e-10
+    relative, and the same accepted/rejected step counts in total."""
+    ts = torch.logspace(-3, 2, 6)
     u0 = torch.tensor([1.0, 0.0, 0.0])
-    kw = dict(saveat=ts, rtol=1e-6, atol=1e-10)
+    kw = dict(saveat=ts, rtol=1e-5, atol=1e-9)
     jac = rober_jac if with_jac else None
-    batch = ps.solve(ps.ODEProblem(rober, u0.expand(4, 3).clone(), (0.0, 1e3), p=BATCH_K,
+    batch = ps.solve(ps.ODEProblem(rober, u0.expand(4, 3).clone(), (0.0, 1e2), p=BATCH_K,
                                    batch_ndim=1, jac=jac), ALGS[alg_name](), **kw)
     assert batch.successful
-    assert batch.u.shape == (7, 4, 3)
+    assert batch.u.shape == (6, 4, 3)
     naccept = nreject = 0
     for i in range(4):
-        alone = ps.solve(ps.ODEProblem(rober, u0, (0.0, 1e3), p=BATCH_K[i].clone(), jac=jac),
+        alone = ps.solve(ps.ODEProblem(rober, u0, (0.0, 1e2), p=BATCH_K[i].clone(), jac=jac),
                          ALGS[alg_name](), **kw)
         assert alone.retcode == ps.ReturnCode.Success
         torch.testing.assert_close(batch.u[:, i], alone.u, rtol=1e-10, atol=1e-20,
@@ -592,7 +592,8 @@ def rober_reference_1e3() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("alg_name", list(ALGS))
 def test_float32_rober(alg_name):
     """ROBER on [0, 1e3] in float32 at rtol 1e-4 (atol 1e-8): a float32 solution, every
-    component within 2e-3 relative of SciPy Radau (float64), y2 (~1e-5) included."""
+    component within 1e-3 relative of SciPy Radau (float64) at t = 1, 10, 100, 1000, y2 (~1e-5)
+    included (measured 2.4e-4, 4.8e-5, 2.6e-5 for Rosenbrock23, Rodas4, Rodas5P)."""
     ts, ref = rober_reference_1e3()
     prob = ps.ODEProblem(rober, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float32), (0.0, 1e3))
     sol = ps.solve(prob, ALGS[alg_name](), saveat=torch.tensor(ts, dtype=torch.float32),
@@ -600,7 +601,7 @@ def test_float32_rober(alg_name):
     assert sol.retcode == ps.ReturnCode.Success
     assert sol.u.dtype == torch.float32
     rel = np.abs(sol.u.double().numpy() - ref) / np.abs(ref)
-    assert rel.max() <= 2e-3, f"{alg_name}: float32 relative error {rel.max():.2e}"
+    assert rel.max() <= 1e-3, f"{alg_name}: float32 relative error {rel.max():.2e}"
 
 
 # --------------------------------------------------------------------------------------------

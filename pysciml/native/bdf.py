@@ -26,7 +26,13 @@ iterations, to SciPy's tolerance :math:`\max(10\epsilon/\mathrm{rtol}, \min(0.03
 :math:`J` is kept across
 steps and recomputed (at :math:`(t_{n+1}, y^{(0)})`) only when Newton fails with a stale one;
 the step is then retried once with the fresh :math:`J`. The LU is kept while
-:math:`c` does not change. With :math:`d = y_{n+1} - y^{(0)}_{n+1} = \nabla^{k+1} y_{n+1}`,
+:math:`c` does not change. With ``linsolve=GMRES(...)`` no Jacobian is formed (Newton–Krylov,
+for large states): each Newton correction solves :math:`(I - cJ)\,\delta = r` by GMRES
+(:func:`krylov_solve`) with :math:`Jv` a directional difference of :math:`f` at
+:math:`(t_{n+1}, y^{(0)}_{n+1})` (the point of Newton's first evaluation of :math:`f`, so the
+base value costs no extra call) and the user's preconditioner called with
+:math:`h\gamma = c`; the Jacobian is then never stale and a Newton failure halves the step.
+With :math:`d = y_{n+1} - y^{(0)}_{n+1} = \nabla^{k+1} y_{n+1}`,
 
 .. math::
     \mathrm{err} = C_k\, d, \qquad C_k = \kappa_k \Gamma_k + \frac{1}{k+1},
@@ -65,19 +71,21 @@ Hairer & Wanner, Solving ODEs I, III.1–2 (error constants).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
+from ..linear_solvers import GMRES, LUFactorization
 from .bdf_coefficients import MAX_ORDER, ROWS, BDFCoefficients, BDFTensors
 from .controller import error_norm
-from .linsolve import LUFactors, lu_factor, lu_solve, w_matrix
+from .linsolve import LUFactors, gmres, lu_factor, lu_solve, w_matrix
 from .newton import newton_solve
 from .rosenbrock import jacobian_of
 from .stepper import AbstractStepper, CountedRHS, StepResult
 
-__all__ = ["BDF", "BDFCache"]
+__all__ = ["BDF", "BDFCache", "krylov_solve"]
 
 NEWTON_MAXITER = 4
 MIN_FACTOR = 0.2
@@ -93,9 +101,9 @@ class BDFCache(NamedTuple):
     order: torch.Tensor  # (B,) int64, the order of the next step
     h_D: torch.Tensor  # (B,) the spacing D is expressed at
     n_equal: torch.Tensor  # (B,) int64 accepted steps at this order and step size
-    J: torch.Tensor  # (B, N, N)
-    LU: torch.Tensor  # (B, N, N) factors of I/c_LU - J
-    pivots: torch.Tensor  # (B, N)
+    J: torch.Tensor  # (B, N, N); (B, 0, 0) on the Newton–Krylov path (no Jacobian is kept)
+    LU: torch.Tensor  # (B, N, N) factors of I/c_LU - J; (B, 0, 0) on the Krylov path
+    pivots: torch.Tensor  # (B, N); (B, 0) on the Krylov path
     singular: torch.Tensor  # (B,) bool
     c_LU: torch.Tensor  # (B,) the c = h/alpha_k the LU was built for (NaN: none)
     jac_current: torch.Tensor  # (B,) bool: J was evaluated since the member last moved
@@ -115,6 +123,43 @@ def _change_D(tab: BDFTensors, D: torch.Tensor, order: torch.Tensor,
     return torch.where((factor != 1)[:, None, None], A @ D, D)
 
 
+def krylov_solve(f: Callable, t: torch.Tensor, u: torch.Tensor, fu: torch.Tensor,
+                 hg: torch.Tensor, r: torch.Tensor, scale: torch.Tensor, *,
+                 tol: float | torch.Tensor, restart: int = 30, max_restarts: int = 10,
+                 precond: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    r"""Solve :math:`(I - h\gamma J)\,x = r` per member by GMRES without forming :math:`J`.
+
+    :math:`J = \partial f/\partial u` at ``(t, u)`` (``fu = f(t, u)``) is applied by the
+    directional difference :math:`Jv \approx (f(t, u + \epsilon v) - f(t, u))/\epsilon`,
+    :math:`\epsilon = \sqrt{\epsilon_{mach}}\max(\|u\|, 1)/\|v\|` (one call of ``f`` per
+    product). GMRES works in the variables scaled by ``scale`` (``atol + rtol|u|``, the norm of
+    the Newton test), so that ``tol`` is an RMS residual relative to the tolerances. ``precond``
+    is a flattened right preconditioner ``precond(t (B,), u (B, N), hg (B,), r (B, N))``
+    :math:`\approx (I - h\gamma J)^{-1} r`. ``hg`` ``(B,)``; ``r``, ``scale`` ``(B, N)``.
+
+    Returns ``(x, converged (B,), matvecs)`` as :func:`~pysciml.native.linsolve.gmres`.
+    """
+    hgc = hg[:, None]
+    root_eps = torch.finfo(r.dtype).eps ** 0.5
+    u_size = torch.linalg.vector_norm(u, dim=-1).clamp_min(1.0)
+
+    def matvec(v_hat):
+        v = v_hat * scale
+        v_size = torch.linalg.vector_norm(v, dim=-1)
+        eps = (root_eps * u_size / torch.where(v_size > 0, v_size, 1))[:, None]
+        jv = (f(t, u + eps * v) - fu) / eps
+        return v_hat - hgc * jv / scale
+
+    scaled_precond = None
+    if precond is not None:
+        def scaled_precond(z_hat):
+            return precond(t, u, hg, z_hat * scale) / scale
+
+    x_hat, converged, matvecs = gmres(matvec, r / scale, tol=tol, restart=restart,
+                                      max_restarts=max_restarts, precond=scaled_precond)
+    return x_hat * scale, converged, matvecs
+
+
 @dataclass(frozen=True)
 class BDF(AbstractStepper):
     r"""Variable-order, variable-step BDF (orders 1 to ``max_order``), batched per member.
@@ -128,10 +173,14 @@ class BDF(AbstractStepper):
         max_order: the highest order used (1 to 5).
         kappa: the NDF coefficients :math:`\kappa_0..\kappa_5`; zeros (default) give the
             plain BDF, :data:`~pysciml.native.bdf_coefficients.NDF_KAPPA` the NDF of ode15s.
+        linsolve: ``None`` / :class:`~pysciml.LUFactorization` (dense Jacobian and LU) or
+            :class:`~pysciml.GMRES` (matrix-free Newton–Krylov; its ``tol`` is relative to
+            the Newton tolerance).
     """
 
     max_order: int = MAX_ORDER
     kappa: tuple[float, ...] = (0.0,) * (MAX_ORDER + 1)
+    linsolve: Any = None
 
     order = 1  # for the loop's initial step: the method starts at order 1
     error_order = 1
@@ -141,6 +190,9 @@ class BDF(AbstractStepper):
         if not isinstance(self.max_order, int) or not 1 <= self.max_order <= MAX_ORDER:
             raise ValueError(f"max_order: expected an integer from 1 to {MAX_ORDER}, "
                              f"got {self.max_order!r}")
+        if self.linsolve is not None and not isinstance(self.linsolve, (LUFactorization, GMRES)):
+            raise TypeError(f"linsolve: expected None, LUFactorization() or GMRES(...), got "
+                            f"{type(self.linsolve).__name__}")
         object.__setattr__(self, "kappa", tuple(float(x) for x in self.kappa))
         object.__setattr__(self, "_coefs", BDFCoefficients(self.kappa))
 
@@ -148,13 +200,22 @@ class BDF(AbstractStepper):
     def coefficients(self) -> BDFCoefficients:
         return self._coefs  # type: ignore[attr-defined]
 
+    @property
+    def krylov(self) -> bool:
+        """Whether the Newton iterations solve their linear systems by GMRES."""
+        return isinstance(self.linsolve, GMRES)
+
     def init(self, f: CountedRHS, t, u, f0) -> BDFCache:
         """Order 1, ``D = (u, 1 * f0)`` at the spacing 1 (rescaled to the first step), ``J``
-        at ``(t, u)``."""
+        at ``(t, u)`` (none on the Newton–Krylov path)."""
         B, N = u.shape
         D = torch.cat([u[:, None], f0[:, None], u.new_zeros(B, ROWS - 2, N)], 1)
-        J, _ = jacobian_of(f, t, u)
-        J = J.to(u.dtype)
+        if self.krylov:
+            J = u.new_zeros(B, 0, 0)
+        else:
+            J, _ = jacobian_of(f, t, u)
+            J = J.to(u.dtype)
+        n_piv = J.shape[-1]
         rtol = torch.as_tensor(f.rtol, dtype=u.dtype, device=u.device)
         rtol = rtol.detach().expand(B, N).amin(-1) if rtol.ndim else rtol.detach().expand(B)
         eps = torch.finfo(u.dtype).eps
@@ -163,24 +224,47 @@ class BDF(AbstractStepper):
         return BDFCache(
             D=D, order=torch.ones(B, dtype=torch.int64, device=u.device), h_D=ones,
             n_equal=torch.zeros(B, dtype=torch.int64, device=u.device), J=J,
-            LU=torch.zeros_like(J), pivots=torch.ones(B, N, dtype=torch.int32, device=u.device),
+            LU=torch.zeros_like(J),
+            pivots=torch.ones(B, n_piv, dtype=torch.int32, device=u.device),
             singular=torch.ones(B, dtype=torch.bool, device=u.device),
             c_LU=torch.full_like(ones, float("nan")),
             jac_current=torch.ones(B, dtype=torch.bool, device=u.device),
             newton_tol=newton_tol)
 
-    def _newton(self, f: CountedRHS, t_new, y_predict, psi, c, running, factors: LUFactors,
-                newton_tol):
-        """One Newton solve; members not running converge at once (zero residual)."""
+    def _newton(self, f: CountedRHS, t_new, y_predict, psi, c, running,
+                factors: LUFactors | None, newton_tol):
+        """One Newton solve; members not running converge at once (zero residual).
 
-        def solve_w(r):
-            f.nlinsolve += 1
-            return lu_solve(factors, r / c[:, None])
-
+        ``factors`` of :math:`I/c - J`, or ``None`` for Newton–Krylov: GMRES on
+        :math:`I - cJ` with :math:`J` at ``(t_new, y_predict)``, where ``newton_solve`` first
+        evaluates ``f`` (that value is kept as the base of the difference quotients).
+        """
         scale = f.atol + f.rtol * y_predict.detach().abs()
         psi = torch.where(running[:, None], psi, y_predict)
         hg = torch.where(running, c, torch.zeros_like(c))
-        return newton_solve(f, t_new, y_predict, psi, hg, solve_w, scale, kappa=newton_tol,
+        rhs = f
+        if factors is None:
+            settings: GMRES = self.linsolve
+            precond = f.precond if settings.precond is not None else None
+            base: list[torch.Tensor] = []  # f(t_new, y_predict), from newton_solve's first call
+
+            def rhs(t_, y_):
+                out = f(t_, y_)
+                if not base:
+                    base.append(out)
+                return out
+
+            def solve_w(r):
+                f.nlinsolve += 1
+                return krylov_solve(f, t_new, y_predict, base[0], hg, r, scale,
+                                    tol=settings.tol * newton_tol, restart=settings.restart,
+                                    max_restarts=settings.max_restarts, precond=precond)[0]
+        else:
+            def solve_w(r):
+                f.nlinsolve += 1
+                return lu_solve(factors, r / c[:, None])
+
+        return newton_solve(rhs, t_new, y_predict, psi, hg, solve_w, scale, kappa=newton_tol,
                             max_iter=NEWTON_MAXITER)
 
     def step(self, f: CountedRHS, t, u, h, cache: BDFCache) -> StepResult:
@@ -193,7 +277,7 @@ class BDF(AbstractStepper):
         n_equal = torch.where(changed, 0, cache.n_equal)
         select = running & (n_equal >= k)  # the (k+1)-th step at this order and step size
         c = h_safe / tab.alpha[k]
-        need_lu = running & (c != cache.c_LU)
+        need_lu = running & (c != cache.c_LU) & (not self.krylov)
         any_lu, any_changed, any_select = torch.stack([need_lu, changed, select]).any(1).tolist()
 
         D = _change_D(tab, cache.D, k, factor) if any_changed else cache.D
@@ -205,10 +289,12 @@ class BDF(AbstractStepper):
         if any_lu:
             factors, c_LU = lu_factor(w_matrix(J, 1.0 / c)), c
             f.nfactor += 1
-        res = self._newton(f, t_new, y_predict, psi, c, running, factors, cache.newton_tol)
+        res = self._newton(f, t_new, y_predict, psi, c, running,
+                           None if self.krylov else factors, cache.newton_tol)
         converged, y_new = res.converged, res.y
         failed = running & ~converged
-        stale = failed & ~jac_current
+        # Newton–Krylov differentiates f afresh at every step: its Jacobian is never stale
+        stale = failed & ~(jac_current | self.krylov)
         any_failed, any_stale = torch.stack([failed, stale]).any(1).tolist()
         if any_stale:
             # retry the members that failed with an old Jacobian, with a fresh one

@@ -97,7 +97,7 @@ def integrate(
     eps = torch.finfo(dtype).eps
     adaptive = stepper.adaptive
 
-    t = t0.expand(B)
+    t = t0.expand(B).clone()  # its own memory per member (functorch transforms need it)
     u = u0
     f0 = fc(t, u)
     cache = stepper.init(fc, t, u, f0)

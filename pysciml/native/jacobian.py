@@ -37,31 +37,52 @@ def vjp(f: RHS, t: torch.Tensor, u: torch.Tensor, w: torch.Tensor) -> torch.Tens
 
 def jacobian_and_time_derivative(f: RHS, t: torch.Tensor,
                                  u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""``(J, ∂f/∂t)`` from one reverse-mode pass over ``N`` stacked copies of the batch.
+    r"""``(J, ∂f/∂t)`` per member, by reverse mode.
 
-    Copy ``i`` of ``(t, u)`` is seeded with the output cotangent :math:`e_i`, so the gradient
-    with respect to copy ``i`` of ``u`` is row ``i`` of every member's Jacobian, and with
-    respect to copy ``i`` of ``t`` it is :math:`\partial f_i/\partial t`. Cost: one call of ``f``
-    on ``N`` times the batch and one backward pass. Needs ``f`` to accept a leading dimension
-    (``f(t (N, B), u (N, B, N)) -> (N, B, N)``); otherwise falls back to :func:`jacobian` plus
-    one forward-mode product in ``t``.
+    Fast path: one call of ``f`` on ``N`` stacked copies of the batch and one backward pass —
+    copy ``i`` seeded with the output cotangent :math:`e_i` gives row ``i`` of every member's
+    Jacobian and :math:`\partial f_i/\partial t`. It needs ``f`` to broadcast over a leading
+    dimension, which not every ``f`` written for ``(*batch, *state)`` does correctly; so the
+    first call of a solve (on a :class:`~pysciml.native.stepper.CountedRHS`) also computes the
+    Jacobian by ``N`` backward passes through one graph of ``f`` and keeps the fast path only if
+    both agree (``f.stacked_jacobian``).
     """
+    u, t = u.detach(), t.detach().clone()
+    verdict = getattr(f, "stacked_jacobian", None)
+    if verdict is False:
+        return _rows_and_time(f, t, u)
+    stacked = _stacked(f, t, u)
+    if verdict is True and stacked is not None:
+        return stacked
+    rows = _rows_and_time(f, t, u)
+    agree = stacked is not None and all(
+        torch.allclose(a, b, rtol=1e-10, atol=0) if a.dtype == torch.float64
+        else torch.allclose(a, b, rtol=1e-4, atol=0) for a, b in zip(stacked, rows))
+    if hasattr(f, "stacked_jacobian"):
+        f.stacked_jacobian = bool(agree)
+    return rows
+
+
+def _rows_and_time(f: RHS, t, u):
+    with torch.no_grad():
+        J, dfdt = _jacobian_reverse(f, t, u, with_time=True)
+    return J.detach(), dfdt.detach()
+
+
+def _stacked(f: RHS, t, u) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The stacked-copies Jacobian and ``∂f/∂t``, or ``None`` if ``f`` cannot take them."""
     B, N = u.shape
-    u, t = u.detach(), t.detach()
     try:
         with torch.enable_grad():
             u_rep = u.expand(N, B, N).clone().requires_grad_(True)
             t_rep = t.expand(N, B).clone().requires_grad_(True)
             out = f(t_rep, u_rep)
             if out.shape != (N, B, N):
-                raise RuntimeError("f does not broadcast over a leading dimension")
+                return None
             seed = torch.eye(N, dtype=u.dtype, device=u.device)[:, None, :].expand(N, B, N)
             g_u, g_t = torch.autograd.grad(out, (u_rep, t_rep), seed, allow_unused=True)
     except (RuntimeError, ValueError, TypeError, IndexError):
-        J = jacobian(f, t, u)
-        with torch.no_grad():
-            dfdt = func_jvp(lambda s: f(s, u), (t,), (torch.ones_like(t),))[1]
-        return J, dfdt
+        return None
     J = torch.zeros(B, N, N, dtype=u.dtype, device=u.device) if g_u is None else g_u.transpose(0, 1)
     dfdt = torch.zeros_like(u) if g_t is None else g_t.T
     return J, dfdt
@@ -74,18 +95,26 @@ def _jacobian_forward(f: RHS, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return columns.permute(1, 2, 0)
 
 
-def _jacobian_reverse(f: RHS, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def _jacobian_reverse(f: RHS, t: torch.Tensor, u: torch.Tensor,
+                      with_time: bool = False):
+    """Rows of the Jacobian by ``N`` backward passes through one graph of ``f``; with
+    ``with_time``, also ``∂f/∂t`` (each pass gives ``∂f_i/∂t`` too)."""
     B, N = u.shape
     with torch.enable_grad():
         y = u.detach().requires_grad_(True)
-        fy = f(t, y)
-        rows = []
+        s = t.detach().requires_grad_(with_time)
+        fy = f(s, y)
+        rows, dts = [], []
+        inputs = (y, s) if with_time else (y,)
         for i in range(N):
             w = torch.zeros_like(fy)
             w[:, i] = 1
-            (g,) = torch.autograd.grad(fy, y, w, retain_graph=i < N - 1, allow_unused=True)
-            rows.append(torch.zeros_like(u) if g is None else g)
-    return torch.stack(rows, 1)  # (B, N, N): rows i
+            g = torch.autograd.grad(fy, inputs, w, retain_graph=i < N - 1, allow_unused=True)
+            rows.append(torch.zeros_like(u) if g[0] is None else g[0])
+            if with_time:
+                dts.append(torch.zeros_like(t) if g[1] is None else g[1])
+    J = torch.stack(rows, 1)  # (B, N, N): rows i
+    return (J, torch.stack(dts, 1)) if with_time else J
 
 
 def jacobian(f: RHS, t: torch.Tensor, u: torch.Tensor, mode: str = "auto") -> torch.Tensor:

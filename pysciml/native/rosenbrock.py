@@ -36,7 +36,8 @@ __all__ = ["Rosenbrock", "time_derivative", "jacobian_of"]
 def time_derivative(f: CountedRHS, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     r""":math:`\partial f/\partial t` at ``(t, u)`` per member, by forward mode (one call)."""
     with torch.no_grad():
-        return func_jvp(lambda s: f(s, u.detach()), (t.detach(),), (torch.ones_like(t),))[1]
+        t = t.detach().clone()
+        return func_jvp(lambda s: f(s, u.detach()), (t,), (torch.ones_like(t),))[1]
 
 
 def jacobian_of(f: CountedRHS, t: torch.Tensor,

@@ -42,6 +42,7 @@ class CountedRHS:
         self.nfactor = 0
         self.nlinsolve = 0
         self.nnonlinfail = 0
+        self.stacked_jacobian: bool | None = None  # see jacobian_and_time_derivative
 
     def __call__(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self.calls += 1
@@ -52,6 +53,7 @@ class CountedRHS:
         def part(t, u):
             self.calls += 0.5
             return g(t, u)
+        part.stacked_jacobian = None  # this part's own verdict (see jacobian_and_time_derivative)
         return part
 
 

@@ -88,16 +88,22 @@ class AdjointEquations:
         r"""``(f, λᵀ∂f/∂u, λᵀ∂f/∂p (flat, length P))`` at ``(t, u)``; parts not asked for are
         ``None``."""
         self.nvjp += 1
+        # an implicit method differentiates this RHS again (its Jacobian): keep the graph then
+        outer = torch.is_grad_enabled() and (lam.requires_grad or u.requires_grad
+                                              or t.requires_grad)
         with torch.enable_grad():
-            u_ = u.detach().requires_grad_(wrt_u)
+            # u itself when an outer derivative needs its graph, else a fresh leaf
+            u_ = u if (outer and u.requires_grad) else u.detach().requires_grad_(wrt_u)
             p_tensors = [x.detach().requires_grad_(wrt_p) for x in self.params.tensors]
-            fx = self.rhs(t.detach().expand(self.B), u_, self.params.with_tensors(p_tensors))
+            t_in = t if outer else t.detach()
+            fx = self.rhs(t_in.expand(self.B), u_, self.params.with_tensors(p_tensors))
             inputs = ([u_] if wrt_u else []) + (
                 [*p_tensors, *self.params.module_params] if wrt_p else [])
             if not inputs or not fx.requires_grad:
                 grads = [None] * len(inputs)
             else:
-                grads = torch.autograd.grad(fx, inputs, lam, allow_unused=True)
+                grads = torch.autograd.grad(fx, inputs, lam, allow_unused=True,
+                                            create_graph=outer)
         grads = list(grads)
         vjp_u = None
         if wrt_u:
@@ -109,7 +115,7 @@ class AdjointEquations:
             parts = [torch.zeros(x.numel(), dtype=u.dtype, device=u.device) if g is None
                      else g.reshape(-1).to(u.dtype) for g, x in zip(grads, all_params)]
             vjp_p = torch.cat(parts) if parts else u.new_zeros(0)
-        return fx.detach(), vjp_u, vjp_p
+        return (fx if outer else fx.detach()), vjp_u, vjp_p
 
     def packed_rhs(self, u_of_t: Callable[[torch.Tensor], torch.Tensor] | None,
                    with_mu: bool) -> Callable:
@@ -122,7 +128,9 @@ class AdjointEquations:
         BN = B * N
 
         def rhs(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            y = y[0]
+            if y.ndim != 2 or y.shape[0] != 1:
+                raise ValueError("the packed adjoint state has shape (1, M)")
+            t, y = t.reshape(1), y[0]
             if u_of_t is None:
                 u, lam = y[:BN].reshape(B, N), y[BN:2 * BN].reshape(B, N)
             else:

@@ -65,6 +65,7 @@ def integrate(
     jac: Callable | None = None,
     parts: tuple[RHS, RHS] | None = None,
     precond: Callable | None = None,
+    error_components: int | None = None,
 ) -> IntegrationResult:
     """Integrate ``u' = f(t, u)`` from ``t0`` to ``t1`` for a batch of members.
 
@@ -87,6 +88,8 @@ def integrate(
         jac: the user's Jacobian ``jac(t (B,), u (B, N)) -> (B, N, N)`` for implicit methods.
         parts: ``(f_stiff, f_nonstiff)`` of a split problem (``f`` is their sum), for IMEX.
         precond: a flattened preconditioner for Newton–Krylov (see ``CountedRHS``).
+        error_components: control the error of the first ``k`` components only (a seminorm:
+            the rest are quadratures that do not feed back into the dynamics).
     """
     controller = controller or PIController()
     fc = CountedRHS(f, jac, rtol, atol, parts, precond)
@@ -167,7 +170,13 @@ def integrate(
         poison = u_new.detach().sum(-1) * 0
 
         if adaptive:
-            errn = error_norm(result.err.detach(), u.detach(), u_new.detach(), rtol, atol) + poison
+            if error_components is None:
+                errn = error_norm(result.err.detach(), u.detach(), u_new.detach(), rtol, atol)
+            else:
+                k = error_components
+                errn = error_norm(result.err.detach()[:, :k], u.detach()[:, :k],
+                                  u_new.detach()[:, :k], rtol, atol)
+            errn = errn + poison
             if result.failed is not None:
                 errn = torch.where(result.failed, float("inf"), errn)
             if shared_step:

@@ -225,8 +225,12 @@ def _adjoint_backward(setup: _Setup, u0, t0, ts, us, grad_us) -> dict:
 
         rhs = eq.packed_rhs(u_of_t, with_mu)
         with torch.no_grad():
+            # the parameter part mu is a quadrature: it does not feed back into u or lambda, so
+            # the step size is controlled on [u,] lambda alone (a seminorm; Kidger, Chen & Lyons
+            # 2021, "Hey, that's not an ODE")
             res = integrate(stepper, rhs, t_hi.detach(), t_lo.detach(), y0,
                             ts=t_lo.detach().reshape(1), dense=quadrature,
+                            error_components=offset + BN,
                             tstops=stops, on_tstop=jump if stops is not None else None,
                             **kwargs)
         status = ReturnCode(int(res.status[0]))

@@ -8,13 +8,26 @@ API.
 0.135335
 """
 
-from .algorithms import (DP5, QBDF, QNDF, RK4, TRBDF2, AbstractAlgorithm, Euler, KenCarp4,
-                         Kvaerno5, Rodas4, Rodas5P, Rosenbrock23, Tsit5, Vern7)
+from .algorithms import (
+                         DP5,
+                         QBDF,
+                         QNDF,
+                         RK4,
+                         TRBDF2,
+                         AbstractAlgorithm,
+                         Euler,
+                         KenCarp4,
+                         Kvaerno5,
+                         Rodas4,
+                         Rodas5P,
+                         Rosenbrock23,
+                         Tsit5,
+                         Vern7,
+)
 from .linear_solvers import GMRES, LUFactorization
 from .native.controller import IController, PIController
 from .problem import ODEProblem, SplitODEProblem
-from .sensealg import (BacksolveAdjoint, DirectBackprop, InterpolatingAdjoint,
-                       QuadratureAdjoint)
+from .sensealg import BacksolveAdjoint, DirectBackprop, InterpolatingAdjoint, QuadratureAdjoint
 from .solution import ODESolution, ReturnCode, SolveFailedError, Stats
 from .solve import solve
 

@@ -12,7 +12,6 @@ index independent members of a batch (each takes its own adaptive steps); the re
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any

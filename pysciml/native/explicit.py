@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .stepper import RHS, AbstractStepper, StepResult
+from .stepper import RHS, AbstractTableauStepper, StepResult
 from .tableau import ButcherTableau
 
 __all__ = ["ExplicitRungeKutta"]
 
 
 @dataclass(frozen=True)
-class ExplicitRungeKutta(AbstractStepper):
+class ExplicitRungeKutta(AbstractTableauStepper):
     """The step of an explicit Runge–Kutta method given by ``tableau``.
 
     The cache is the derivative at the current point when the method is FSAL (first same as
@@ -32,18 +32,6 @@ class ExplicitRungeKutta(AbstractStepper):
     """
 
     tableau: ButcherTableau
-
-    @property
-    def order(self) -> int:
-        return self.tableau.order
-
-    @property
-    def error_order(self) -> int | None:
-        return self.tableau.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return self.tableau.adaptive
 
     def init(self, f: RHS, t, u, f0):
         return f0 if self.tableau.fsal else None

@@ -124,7 +124,6 @@ def integrate(
     ts_dir = (direction * ts).contiguous()
     S = ts.shape[0]
     n_stops = 0 if tstops is None else tstops.shape[0]
-    stops_dir = None if tstops is None else (direction * tstops).contiguous()
     stop_ptr = torch.zeros(B, dtype=torch.int64, device=device)
     target_end = t1.expand(B)
 

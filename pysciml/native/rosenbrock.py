@@ -28,7 +28,7 @@ from torch.func import jvp as func_jvp
 from .jacobian import jacobian_and_time_derivative
 from .linsolve import lu_factor, lu_solve, w_matrix
 from .rosenbrock_tableaus import RosenbrockTableau
-from .stepper import AbstractStepper, CountedRHS, StepResult
+from .stepper import AbstractTableauStepper, CountedRHS, StepResult
 
 __all__ = ["Rosenbrock", "time_derivative", "jacobian_of"]
 
@@ -52,7 +52,7 @@ def jacobian_of(f: CountedRHS, t: torch.Tensor,
 
 
 @dataclass(frozen=True)
-class Rosenbrock(AbstractStepper):
+class Rosenbrock(AbstractTableauStepper):
     """The step of a Rosenbrock method given by ``tableau``.
 
     The cache is unused: the derivative, Jacobian and factorisation are computed afresh at every
@@ -60,18 +60,6 @@ class Rosenbrock(AbstractStepper):
     """
 
     tableau: RosenbrockTableau
-
-    @property
-    def order(self) -> int:
-        return self.tableau.order
-
-    @property
-    def error_order(self) -> int:
-        return self.tableau.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return True
 
     def init(self, f, t, u, f0):
         return None

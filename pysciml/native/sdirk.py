@@ -34,12 +34,12 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .jacobian import jacobian_and_time_derivative
 from ..linear_solvers import GMRES
+from .jacobian import jacobian_and_time_derivative
 from .linsolve import LUFactors, gmres, lu_factor, lu_solve, w_matrix
 from .newton import newton_solve
 from .sdirk_tableaus import SDIRKTableau
-from .stepper import AbstractStepper, CountedRHS, StepResult
+from .stepper import AbstractTableauStepper, CountedRHS, StepResult
 
 __all__ = ["SDIRK", "SDIRKCache"]
 
@@ -76,8 +76,8 @@ def _jacobian(f: CountedRHS, t, u) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class SDIRK(AbstractStepper):
-    """The step of an ESDIRK method (or an additive ESDIRK/ERK pair in IMEX mode).
+class SDIRK(AbstractTableauStepper):
+    r"""The step of an ESDIRK method (or an additive ESDIRK/ERK pair in IMEX mode).
 
     Args:
         tableau: the coefficients.
@@ -96,18 +96,6 @@ class SDIRK(AbstractStepper):
     linsolve: Any = None
     kappa: float = 1e-2
     max_iter: int = 10
-
-    @property
-    def order(self) -> int:
-        return self.tableau.order
-
-    @property
-    def error_order(self) -> int:
-        return self.tableau.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return self.tableau.b_error is not None
 
     def init(self, f, t, u, f0):
         return None

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["AbstractStepper", "StepResult", "RHS", "CountedRHS"]
+__all__ = ["AbstractStepper", "AbstractTableauStepper", "StepResult", "RHS", "CountedRHS"]
 
 RHS = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """The flattened right-hand side ``f(t: (B,), u: (B, N)) -> (B, N)`` the loop works with."""
@@ -25,8 +25,8 @@ class CountedRHS:
     ``atol``: the solve's tolerances (implicit methods scale their nonlinear-solver tests by
     them); ``parts``: ``(f_stiff, f_nonstiff)`` of a split problem, for IMEX methods (``f``
     is then their sum); ``precond``: a flattened Krylov preconditioner
-    ``(t (B,), u (B, N), hgamma (B,), r (B, N)) -> (B, N)``. Steppers add to ``njac``, ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are
-    counted in ``calls``.
+    ``(t (B,), u (B, N), hgamma (B,), r (B, N)) -> (B, N)``. Steppers add to ``njac``,
+    ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are counted in ``calls``.
     """
 
     def __init__(self, f: RHS, jac: Callable | None = None, rtol=1e-3, atol=1e-6,
@@ -106,3 +106,21 @@ class AbstractStepper:
                     theta: torch.Tensor) -> torch.Tensor:
         """The dense output at ``t + theta * h``; ``theta`` of shape ``(B,)``."""
         raise NotImplementedError
+
+
+class AbstractTableauStepper(AbstractStepper):
+    """A one-step family whose orders come from its coefficient table (``self.tableau``)."""
+
+    tableau: Any
+
+    @property
+    def order(self) -> int:
+        return self.tableau.order
+
+    @property
+    def error_order(self) -> int | None:
+        return self.tableau.error_order
+
+    @property
+    def adaptive(self) -> bool:
+        return getattr(self.tableau, "adaptive", True)

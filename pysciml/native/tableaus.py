@@ -336,6 +336,7 @@ VERN7 = ButcherTableau(
 r"""Verner's "most efficient" 7(6) pair: order 7 with an embedded order-6 error estimate,
 10 stages, not FSAL, dense output of order 7 that needs 6 extra ("lazy") stages, evaluated only
 when interpolating. (The published interpolant meets 12 of its 48 order-7 conditions only to
-about 3e-7, so it is formally of order 6; its defect is below float64 round-off in practice.) J. H. Verner, "Numerically optimal Runge–Kutta pairs with interpolants",
+about 3e-7, so it is formally of order 6; its defect is below float64 round-off in practice.)
+J. H. Verner, "Numerically optimal Runge–Kutta pairs with interpolants",
 Numer. Algorithms 53 (2010) 383–396; coefficients from Verner's website as tabulated in
 OrdinaryDiffEq.jl (``Vern7``)."""

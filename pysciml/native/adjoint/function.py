@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from ...sensealg import (AbstractAdjoint, BacksolveAdjoint, InterpolatingAdjoint,
-                         QuadratureAdjoint)
+from ...sensealg import AbstractAdjoint, BacksolveAdjoint, InterpolatingAdjoint, QuadratureAdjoint
 from ...solution import ReturnCode
 from ..integrate import IntegrationResult, integrate
 from ..stepper import AbstractStepper

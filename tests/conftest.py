@@ -41,3 +41,13 @@ def cuda_device() -> torch.device:
     if not torch.cuda.is_available():
         pytest.skip("CUDA not available")
     return torch.device("cuda")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny tensor operations dominate the suite; extra intra-op threads only add overhead and
+    make the timings of a loaded 2-core machine erratic."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -184,6 +184,10 @@ def _solve(prob, alg, rtol=1e-6, atol=1e-8, **kwargs):
 
 ALGS = {"KenCarp4": ps.KenCarp4, "Kvaerno5": ps.Kvaerno5, "TRBDF2": ps.TRBDF2,
         "QNDF": ps.QNDF}
+# max over t in (0.1, 0.5, 1) of max|u - exact| / max|exact|, in units of rtol, measured at
+# rtol 1e-6 (dense LU and GMRES alike, both boundary conditions): KenCarp4 2.7, Kvaerno5 2.8,
+# TRBDF2 9.8 (second order: more steps, more accumulation), QNDF 1.4. Bounds: about 3x that.
+ERROR_BOUND = {"KenCarp4": 10, "Kvaerno5": 10, "TRBDF2": 30, "QNDF": 5}
 
 
 @pytest.mark.parametrize("bc", ["dirichlet", "periodic"])
@@ -200,9 +204,11 @@ def test_heat_gmres_matches_dense_and_exact(name, bc):
     size = exact.abs().amax(-1)
     err_dense = ((dense.u - exact).abs().amax(-1) / size).max()
     err_krylov = ((krylov.u - exact).abs().amax(-1) / size).max()
-    # measured (rtol 1e-6, atol 1e-8): errors 0.04-3 rtol, the two runs within 0.3 rtol
-    assert err_krylov <= 10 * rtol, (err_krylov, krylov.stats)
-    assert err_dense <= 10 * rtol, (err_dense, dense.stats)
+    bound = ERROR_BOUND[name] * rtol
+    assert err_krylov <= bound, (err_krylov, krylov.stats)
+    assert err_dense <= bound, (err_dense, dense.stats)
+    # the linear solves differ by GMRES's tolerance (0.1 x the Newton tolerance): measured
+    # differences 0.001-0.36 rtol
     assert ((krylov.u - dense.u).abs().amax(-1) / size).max() <= 2 * rtol
     assert krylov.stats.njac == krylov.stats.nfactor == 0
     assert krylov.stats.nlinsolve > 0
@@ -218,12 +224,13 @@ def test_exact_preconditioner_cuts_matvecs(name):
     plain = _solve(prob, ALGS[name](linsolve=ps.GMRES()))
     pre = _solve(prob, ALGS[name](linsolve=ps.GMRES(precond=heat.exact_precond())))
     size = heat.exact(T1).abs().max()
-    assert (pre.u - plain.u).abs().max() / size <= 1e-6
-    # f calls: per step the method's own, plus one per Krylov product; with the exact
-    # preconditioner at most 1 product per linear solve
-    steps = pre.stats.naccept + pre.stats.nreject
+    assert (pre.u - plain.u).abs().max() / size <= 1e-7
+    # the same steps; f calls are the method's own plus one per Krylov product, and with the
+    # exact preconditioner a linear solve takes at most one product (measured: KenCarp4 664
+    # calls against 3501, QNDF 378 against 1648)
+    assert pre.stats.naccept == plain.stats.naccept
     assert pre.stats.nf <= plain.stats.nf / 2, (pre.stats, plain.stats)
-    assert pre.stats.nf - 1 <= 3 * pre.stats.nlinsolve + 2 * steps + 4, pre.stats
+    assert pre.stats.nf - pre.stats.nlinsolve <= plain.stats.nf - plain.stats.nlinsolve
 
 
 def test_bdf_krylov_batched_members():
@@ -235,7 +242,8 @@ def test_bdf_krylov_batched_members():
     alg = ps.QNDF(linsolve=ps.GMRES(precond=heat.exact_precond()))
     batch = _solve(ps.ODEProblem(heat, u0, (0.0, T1), batch_ndim=1), alg)
     exact = heat.exact(T1)
-    assert ((batch.u[-1] - exact).abs().max(-1).values / exact.abs().max(-1).values).max() <= 1e-5
+    # measured 9e-7, 5e-7, 1.0e-5 (the fastest member has decayed 50-fold by t = 1)
+    assert ((batch.u[-1] - exact).abs().max(-1).values / exact.abs().max(-1).values).max() <= 3e-5
     for i in range(3):
         alone_heat = Heat1D("dirichlet", D=D[i])
         alone = _solve(ps.ODEProblem(alone_heat, alone_heat.u0(), (0.0, T1)),
@@ -300,8 +308,8 @@ def test_imex_kencarp4_gmres_matches_implicit_reference():
         sol = _solve(split, ps.KenCarp4(linsolve=linsolve), rtol=rtol)
         runs[label] = sol
         err = ((sol.u - ref.u).abs().amax(-1) / size).max()
-        # measured: 2e-7 (well inside rtol: the explicit reaction is not stiff)
-        assert err <= 5 * rtol, (label, err, sol.stats)
+        # measured: 2.6 rtol for all three linear solvers (23 steps)
+        assert err <= 10 * rtol, (label, err, sol.stats)
     assert runs["precond"].stats.nf < runs["gmres"].stats.nf
     # IMEX: the step is set by accuracy (the reaction), not by the diffusion's stiffness
     assert runs["gmres"].stats.naccept < 100

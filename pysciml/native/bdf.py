@@ -28,7 +28,8 @@ steps and recomputed (at :math:`(t_{n+1}, y^{(0)})`) only when Newton fails with
 the step is then retried once with the fresh :math:`J`. The LU is kept while
 :math:`c` does not change. With ``linsolve=GMRES(...)`` no Jacobian is formed (Newton–Krylov,
 for large states): each Newton correction solves :math:`(I - cJ)\,\delta = r` by GMRES
-(:func:`krylov_solve`) with :math:`Jv` a directional difference of :math:`f` at
+(:func:`~pysciml.native.linsolve.krylov_solve`) with :math:`Jv` a directional difference of
+:math:`f` at
 :math:`(t_{n+1}, y^{(0)}_{n+1})` (the point of Newton's first evaluation of :math:`f`, so the
 base value costs no extra call) and the user's preconditioner called with
 :math:`h\gamma = c`; the Jacobian is then never stale and a Newton failure halves the step.
@@ -71,7 +72,6 @@ Hairer & Wanner, Solving ODEs I, III.1–2 (error constants).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -80,12 +80,12 @@ import torch
 from ..linear_solvers import GMRES, LUFactorization
 from .bdf_coefficients import MAX_ORDER, ROWS, BDFCoefficients, BDFTensors
 from .controller import error_norm
-from .linsolve import LUFactors, gmres, lu_factor, lu_solve, w_matrix
+from .linsolve import LUFactors, krylov_solve, lu_factor, lu_solve, w_matrix
 from .newton import newton_solve
 from .rosenbrock import jacobian_of
 from .stepper import AbstractStepper, CountedRHS, StepResult
 
-__all__ = ["BDF", "BDFCache", "krylov_solve"]
+__all__ = ["BDF", "BDFCache"]
 
 NEWTON_MAXITER = 4
 MIN_FACTOR = 0.2
@@ -121,43 +121,6 @@ def _change_D(tab: BDFTensors, D: torch.Tensor, order: torch.Tensor,
     A = torch.nn.functional.pad(RU.transpose(1, 2), (0, ROWS - K - 1, 0, ROWS - K - 1))
     A = torch.where(tab.keep[order], A, tab.eye)
     return torch.where((factor != 1)[:, None, None], A @ D, D)
-
-
-def krylov_solve(f: Callable, t: torch.Tensor, u: torch.Tensor, fu: torch.Tensor,
-                 hg: torch.Tensor, r: torch.Tensor, scale: torch.Tensor, *,
-                 tol: float | torch.Tensor, restart: int = 30, max_restarts: int = 10,
-                 precond: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    r"""Solve :math:`(I - h\gamma J)\,x = r` per member by GMRES without forming :math:`J`.
-
-    :math:`J = \partial f/\partial u` at ``(t, u)`` (``fu = f(t, u)``) is applied by the
-    directional difference :math:`Jv \approx (f(t, u + \epsilon v) - f(t, u))/\epsilon`,
-    :math:`\epsilon = \sqrt{\epsilon_{mach}}\max(\|u\|, 1)/\|v\|` (one call of ``f`` per
-    product). GMRES works in the variables scaled by ``scale`` (``atol + rtol|u|``, the norm of
-    the Newton test), so that ``tol`` is an RMS residual relative to the tolerances. ``precond``
-    is a flattened right preconditioner ``precond(t (B,), u (B, N), hg (B,), r (B, N))``
-    :math:`\approx (I - h\gamma J)^{-1} r`. ``hg`` ``(B,)``; ``r``, ``scale`` ``(B, N)``.
-
-    Returns ``(x, converged (B,), matvecs)`` as :func:`~pysciml.native.linsolve.gmres`.
-    """
-    hgc = hg[:, None]
-    root_eps = torch.finfo(r.dtype).eps ** 0.5
-    u_size = torch.linalg.vector_norm(u, dim=-1).clamp_min(1.0)
-
-    def matvec(v_hat):
-        v = v_hat * scale
-        v_size = torch.linalg.vector_norm(v, dim=-1)
-        eps = (root_eps * u_size / torch.where(v_size > 0, v_size, 1))[:, None]
-        jv = (f(t, u + eps * v) - fu) / eps
-        return v_hat - hgc * jv / scale
-
-    scaled_precond = None
-    if precond is not None:
-        def scaled_precond(z_hat):
-            return precond(t, u, hg, z_hat * scale) / scale
-
-    x_hat, converged, matvecs = gmres(matvec, r / scale, tol=tol, restart=restart,
-                                      max_restarts=max_restarts, precond=scaled_precond)
-    return x_hat * scale, converged, matvecs
 
 
 @dataclass(frozen=True)

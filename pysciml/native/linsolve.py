@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["LUFactors", "lu_factor", "lu_solve", "w_matrix", "gmres"]
+__all__ = ["LUFactors", "lu_factor", "lu_solve", "w_matrix", "gmres", "krylov_solve"]
 
 
 class LUFactors(NamedTuple):
@@ -118,3 +118,40 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
         if bool(converged.all()):
             break
     return x, converged, n_matvec
+
+
+def krylov_solve(f: Callable, t: torch.Tensor, u: torch.Tensor, fu: torch.Tensor,
+                 hg: torch.Tensor, r: torch.Tensor, scale: torch.Tensor, *,
+                 tol: float | torch.Tensor, restart: int = 30, max_restarts: int = 10,
+                 precond: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    r"""Solve :math:`(I - h\gamma J)\,x = r` per member by GMRES without forming :math:`J`.
+
+    :math:`J = \partial f/\partial u` at ``(t, u)`` (``fu = f(t, u)``) is applied by the
+    directional difference :math:`Jv \approx (f(t, u + \epsilon v) - f(t, u))/\epsilon`,
+    :math:`\epsilon = \sqrt{\epsilon_{mach}}\max(\|u\|, 1)/\|v\|` (one call of ``f`` per
+    product). GMRES works in the variables scaled by ``scale`` (``atol + rtol|u|``, the norm of
+    the Newton test), so that ``tol`` is an RMS residual relative to the tolerances. ``precond``
+    is a flattened right preconditioner ``precond(t (B,), u (B, N), hg (B,), r (B, N))``
+    :math:`\approx (I - h\gamma J)^{-1} r`. ``hg`` ``(B,)``; ``r``, ``scale`` ``(B, N)``.
+
+    Returns ``(x, converged (B,), matvecs)`` as :func:`~pysciml.native.linsolve.gmres`.
+    """
+    hgc = hg[:, None]
+    root_eps = torch.finfo(r.dtype).eps ** 0.5
+    u_size = torch.linalg.vector_norm(u, dim=-1).clamp_min(1.0)
+
+    def matvec(v_hat):
+        v = v_hat * scale
+        v_size = torch.linalg.vector_norm(v, dim=-1)
+        eps = (root_eps * u_size / torch.where(v_size > 0, v_size, 1))[:, None]
+        jv = (f(t, u + eps * v) - fu) / eps
+        return v_hat - hgc * jv / scale
+
+    scaled_precond = None
+    if precond is not None:
+        def scaled_precond(z_hat):
+            return precond(t, u, hg, z_hat * scale) / scale
+
+    x_hat, converged, matvecs = gmres(matvec, r / scale, tol=tol, restart=restart,
+                                      max_restarts=max_restarts, precond=scaled_precond)
+    return x_hat * scale, converged, matvecs

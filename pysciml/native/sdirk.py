@@ -36,7 +36,7 @@ import torch
 
 from ..linear_solvers import GMRES
 from .jacobian import jacobian_and_time_derivative
-from .linsolve import LUFactors, gmres, lu_factor, lu_solve, w_matrix
+from .linsolve import LUFactors, krylov_solve, lu_factor, lu_solve, w_matrix
 from .newton import newton_solve
 from .sdirk_tableaus import SDIRKTableau
 from .stepper import AbstractTableauStepper, CountedRHS, StepResult
@@ -192,26 +192,11 @@ class SDIRK(AbstractTableauStepper):
                 bool(any_slow))
 
     def _krylov_solve(self, f_i, f: CountedRHS, cache: KrylovCache, r, scale):
-        r"""GMRES on :math:`(I - h\gamma J)x = r` in the tolerance-scaled variables."""
-        hg = cache.hg[:, None]
-        root_eps = torch.finfo(r.dtype).eps ** 0.5
-        u_size = torch.linalg.vector_norm(cache.u, dim=-1).clamp_min(1.0)
-
-        def matvec(v_hat):
-            v = v_hat * scale
-            v_size = torch.linalg.vector_norm(v, dim=-1)
-            eps = (root_eps * u_size / torch.where(v_size > 0, v_size, 1))[:, None]
-            jv = (f_i(cache.t, cache.u + eps * v) - cache.fu) / eps
-            return v_hat - hg * jv / scale
-
-        precond = None
-        if self.linsolve.precond is not None:
-            def precond(z_hat):
-                return f.precond(cache.t, cache.u, cache.hg, z_hat * scale) / scale
-        x_hat, _, _ = gmres(matvec, r / scale, tol=self.linsolve.tol * self.kappa,
-                            restart=self.linsolve.restart,
-                            max_restarts=self.linsolve.max_restarts, precond=precond)
-        return x_hat * scale
+        r"""GMRES on :math:`(I - h\gamma J)x = r` (see :func:`.linsolve.krylov_solve`)."""
+        precond = f.precond if self.linsolve.precond is not None else None
+        return krylov_solve(f_i, cache.t, cache.u, cache.fu, cache.hg, r, scale,
+                            tol=self.linsolve.tol * self.kappa, restart=self.linsolve.restart,
+                            max_restarts=self.linsolve.max_restarts, precond=precond)[0]
 
     def merge(self, cache, new, accept):
         return new  # the Jacobian and factorisation are the batch's, whoever accepted

@@ -78,6 +78,7 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
         H = torch.zeros(B, restart + 1, restart, dtype=dtype, device=device)
         g = torch.zeros(B, restart + 1, dtype=dtype, device=device)
         g[:, 0] = beta
+        Q = torch.eye(restart + 1, dtype=dtype, device=device).repeat(B, 1, 1)
         cs = torch.zeros(B, restart, dtype=dtype, device=device)
         sn = torch.zeros(B, restart, dtype=dtype, device=device)
         m = restart
@@ -92,17 +93,17 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
             h = h + h2
             hn = torch.linalg.vector_norm(w, dim=-1)
             V.append(w / torch.where(hn > 0, hn, 1)[:, None])
-            col = torch.cat([h, hn[:, None]], 1)  # (B, j+2)
-            for i in range(j):  # earlier Givens rotations
-                a, c = col[:, i].clone(), col[:, i + 1].clone()
-                col[:, i] = cs[:, i] * a + sn[:, i] * c
-                col[:, i + 1] = -sn[:, i] * a + cs[:, i] * c
-            denom = torch.sqrt(col[:, j] ** 2 + col[:, j + 1] ** 2)
+            # the earlier Givens rotations, accumulated in Q, act on rows 0..j of the column
+            top = (Q[:, : j + 1, : j + 1] @ h[:, :, None])[..., 0]
+            denom = torch.sqrt(top[:, j] ** 2 + hn ** 2)
             denom = torch.where(denom > 0, denom, 1)
-            cs[:, j], sn[:, j] = col[:, j] / denom, col[:, j + 1] / denom
-            col[:, j] = denom
-            col[:, j + 1] = 0
-            H[:, : j + 2, j] = col
+            c_j, s_j = top[:, j] / denom, hn / denom
+            cs[:, j], sn[:, j] = c_j, s_j
+            H[:, :j, j] = top[:, :j]
+            H[:, j, j] = denom
+            row_j, row_next = Q[:, j].clone(), Q[:, j + 1].clone()
+            Q[:, j] = c_j[:, None] * row_j + s_j[:, None] * row_next
+            Q[:, j + 1] = -s_j[:, None] * row_j + c_j[:, None] * row_next
             g[:, j + 1] = -sn[:, j] * g[:, j]
             g[:, j] = cs[:, j] * g[:, j]
             if bool((g[:, j + 1].abs() * scale <= tol).all()):

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 __all__ = [
-    "RESULTS_DIR", "resolve_device", "time_call", "summarize", "environment",
+    "RESULTS_DIR", "resolve_device", "time_call", "time_interleaved", "summarize", "environment",
+    "busy_warning", "spread", "synchronize", "replace_atomically",
     "write_json_atomic", "format_table", "print_table", "bar_plot", "fmt_ms", "fmt_ratio",
     "fmt_sci",
 ]
@@ -48,7 +49,8 @@ def resolve_device(name: str) -> torch.device | None:
     return device
 
 
-def _synchronize(device: torch.device | str | None) -> None:
+def synchronize(device: torch.device | str | None) -> None:
+    """Wait for the queued kernels of a CUDA or MPS device (nothing for the CPU or ``None``)."""
     if device is None:
         return
     device = torch.device(device)
@@ -73,13 +75,46 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 1,
         raise ValueError(f"repeats: expected >= 1, got {repeats}")
     for _ in range(warmup):
         fn()
-    _synchronize(device)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        _synchronize(device)
+        synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def time_interleaved(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 1,
+                     device: torch.device | str | None = None, *,
+                     max_seconds: float | None = None,
+                     min_repeats: int = 3) -> list[list[float]]:
+    """Like :func:`time_call` for several functions at once, in rounds: each round calls every
+    function once (the order rotates from round to round), so a burst of load from other
+    processes on a shared machine lands on all of them alike instead of on whichever ran then.
+
+    With ``max_seconds``, stops after the round that passes it (warm-up included), once
+    ``min_repeats`` rounds are done, so a heavily loaded machine cannot stretch a run without
+    bound.
+
+    Returns one list of times (ms) per function, in the order of ``fns``: ``repeats`` of them,
+    or fewer when ``max_seconds`` cut the rounds short.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats: expected >= 1, got {repeats}")
+    n = len(fns)
+    start = time.perf_counter()
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in range(n)]
+    for r in range(repeats):
+        for k in range(n):
+            i = (k + r) % n
+            times[i].extend(time_call(fns[i], 1, 0, device))
+        if (max_seconds is not None and r + 1 >= min_repeats
+                and time.perf_counter() - start > max_seconds):
+            break
     return times
 
 
@@ -92,6 +127,13 @@ def summarize(times_ms: Sequence[float]) -> dict[str, float]:
         q1 = q3 = xs[0]
     return {"median_ms": statistics.median(xs), "min_ms": xs[0], "max_ms": xs[-1],
             "iqr_ms": q3 - q1, "repeats": len(xs)}
+
+
+def spread(times_per_fn: Sequence[Sequence[float]]) -> float:
+    """How disturbed a set of timings is: the median over functions of median / min (1.0 on a
+    quiet machine with many repeats; well above 1.3 when other processes compete for the cores)."""
+    ratios = [statistics.median(ts) / min(ts) for ts in times_per_fn if ts and min(ts) > 0]
+    return statistics.median(ratios) if ratios else math.nan
 
 
 # --------------------------------------------------------------------------- environment
@@ -114,6 +156,7 @@ def environment(device: torch.device, packages: Sequence[str] = ()) -> dict[str,
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_num_threads": torch.get_num_threads(),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "device": str(device),
         "argv": sys.argv,
         "packages": {name: _version(name) for name in ("pysciml", *packages)},
@@ -121,6 +164,20 @@ def environment(device: torch.device, packages: Sequence[str] = ()) -> dict[str,
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
     return env
+
+
+def busy_warning() -> str | None:
+    """A warning when other processes load the machine (1-minute load average above half the
+    CPUs): their threads compete with torch's and make single timings jump by 2-10×."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load > 0.5 * cpus:
+        return (f"warning: load average {load:.1f} on {cpus} CPUs before the run; other "
+                "processes compete for the cores, so expect noisy timings (ratios from the "
+                "interleaved rounds stay usable)")
+    return None
 
 
 # --------------------------------------------------------------------------- JSON
@@ -144,7 +201,9 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _replace_atomically(path: Path, write: Callable[[str], None], suffix: str) -> None:
+def replace_atomically(path: Path, write: Callable[[str], None], suffix: str) -> None:
+    """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same directory,
+    which then replaces ``path`` (``os.replace``); on failure the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
@@ -168,7 +227,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
 
-    _replace_atomically(path, write, ".json.tmp")
+    replace_atomically(path, write, ".json.tmp")
     return path
 
 
@@ -203,10 +262,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
 
     def line(r: Sequence[str]) -> str:
         return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w)
-                                 for c, w, a in zip(r, widths, align)) + " |"
+                                 for c, w, a in zip(r, widths, align, strict=True)) + " |"
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
-                          for w, a in zip(widths, align)) + "|"
+                          for w, a in zip(widths, align, strict=True)) + "|"
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 
@@ -244,14 +303,17 @@ def bar_plot(path: str | os.PathLike, groups: Sequence[str], series: dict[str, S
     labels = list(series)
     n = max(len(labels), 1)
     width = 0.8 / n
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + len(groups) * (0.35 * n + 0.6)), 4.8))
+    ncol = 2 if n > 4 else 1
+    legend_rows = math.ceil(n / ncol)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 + len(groups) * (0.32 * n + 0.6)),
+                                    4.2 + 0.2 * legend_rows))
     for i, label in enumerate(labels):
         values = [float("nan") if v is None else float(v) for v in series[label]]
         xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
         bars = ax.bar(xs, values, width, label=label,
                       color=(colors or {}).get(label))
         if annotate:
-            for bar, v in zip(bars, values):
+            for bar, v in zip(bars, values, strict=True):
                 if math.isfinite(v):
                     ax.annotate(f"{v:.0f}" if v >= 10 else f"{v:.1f}",
                                 (bar.get_x() + bar.get_width() / 2, v),
@@ -260,19 +322,29 @@ def bar_plot(path: str | os.PathLike, groups: Sequence[str], series: dict[str, S
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups)
     ax.set_ylabel(ylabel)
+    finite = [float(v) for vs in series.values() for v in vs
+              if v is not None and math.isfinite(float(v)) and float(v) > 0]
     if log:
         ax.set_yscale("log")
+    if finite:  # headroom for the value labels
+        ax.set_ylim(top=max(finite) * (2.5 if log else 1.15))
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=7, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.08),
+              frameon=False)
     fig.tight_layout()
 
     def write(tmp: str) -> None:
         fig.savefig(tmp, dpi=130, format="png")
 
     try:
-        _replace_atomically(path, write, ".png.tmp")
+        replace_atomically(path, write, ".png.tmp")
     finally:
         plt.close(fig)
     return path
+
+
+# Older names, used by scripts written before these helpers were public.
+_synchronize = synchronize
+_replace_atomically = replace_atomically

@@ -6,12 +6,14 @@ of 64, a batch of 256 initial states of dimension ``dim`` (2 and 64), :math:`t \
 20 save points (``t = 0`` included), ``rtol = atol = 1e-6`` (the baseline's "tol 1e-6"), float32.
 One training step is the solve, ``loss = mean(u_saved ** 2)`` and one ``loss.backward()``.
 
-Every solver gets the same weights and initial states. For each it reports the median wall
-time over repeats (after warm-up), the ratios pysciml / peer, the right-hand-side evaluations
-in the forward and the backward pass (counted inside the MLP, so every package is counted the
-same way; one evaluation = the whole batch), the largest error at ``t = T`` against a float64
-reference (SciPy DOP853, ``rtol = atol = 1e-10``), and the relative error of the parameter
-gradient against a float64 reference (torchdiffeq dopri5 backpropagation at ``1e-10``).
+Every solver gets the same weights and initial states. For each it reports the median (and
+the fastest) wall time over repeats, timed in interleaved rounds after warm-up rounds so
+that load from other processes hits every solver alike, the ratios pysciml / peer, the
+right-hand-side evaluations in the forward and the backward pass (counted inside the MLP, so
+every package is counted the same way; one evaluation = the whole batch), the largest error
+at ``t = T`` against a float64 reference (SciPy DOP853, ``rtol = atol = 1e-10``), and the
+relative error of the parameter gradient against a float64 reference (torchdiffeq dopri5
+backpropagation at ``1e-10``).
 
 pysciml runs in two modes:
 
@@ -28,8 +30,8 @@ Goals from the issue: with direct backprop pysciml ≤ 1.0× torchdiffeq ``odein
 
 Usage::
 
-    .venv/bin/python benchmarks/neural_ode.py --quick          # smoke test, seconds
-    .venv/bin/python benchmarks/neural_ode.py                  # full run, a few minutes
+    .venv/bin/python benchmarks/neural_ode.py --quick          # smoke test, ~1 min
+    .venv/bin/python benchmarks/neural_ode.py                  # full run, 1-2 min when quiet
     .venv/bin/python benchmarks/neural_ode.py --dims 64 --T 10 --device cuda
 
 Writes ``benchmarks/results/neural_ode.json`` and ``neural_ode.png`` (``--quick``:
@@ -101,6 +103,7 @@ class Case:
     rtol: float
     atol: float
     device: torch.device
+    controller: str  # pysciml's step-size controller: "PI" (its default) or "I"
     field: MLPField
     u0: torch.Tensor  # (BATCH, dim), float32
     ts: torch.Tensor  # (N_SAVE,), float32
@@ -111,7 +114,8 @@ class Case:
         return list(self.field.parameters())
 
 
-def make_case(dim: int, T: float, rtol: float, atol: float, device: torch.device) -> Case:
+def make_case(dim: int, T: float, rtol: float, atol: float, device: torch.device,
+              controller: str = "PI") -> Case:
     torch.manual_seed(SEED_WEIGHTS)
     field = MLPField(dim).to(device)
     gen = torch.Generator().manual_seed(SEED_STATE)
@@ -119,7 +123,7 @@ def make_case(dim: int, T: float, rtol: float, atol: float, device: torch.device
     ts = torch.linspace(0.0, T, N_SAVE, device=device)
     ref_end = reference_end_state(field, u0, T)
     ref_grad = reference_gradient(field, u0, ts)
-    return Case(dim, T, rtol, atol, device, field, u0, ts, ref_end.to(device),
+    return Case(dim, T, rtol, atol, device, controller, field, u0, ts, ref_end.to(device),
                 ref_grad.to(device))
 
 
@@ -160,35 +164,42 @@ def reference_gradient(field: MLPField, u0: torch.Tensor, ts: torch.Tensor) -> t
 class Settings:
     repeats: int
     warmup: int
-    max_seconds: float  # cap on the timed calls of one solver (fewer repeats if slow, min 3)
+    max_seconds: float | None  # per case: fewer rounds (at least 3) on a loaded machine
 
 
 @dataclass
 class Measurement:
-    """One solver on one case: what a runner returns."""
+    """One solver on one case: what a runner returns. ``times_ms`` is filled in by
+    :func:`run_case`, which times every runner of a case in interleaved rounds."""
 
     label: str  # the row name in the table
     package: str
     method: str
     gradient: str  # "direct" or "adjoint"
     mode: str  # "per-member" or "one state"
-    times_ms: list[float]
-    median_ms: float
     nfe_fwd: int
     nfe_bwd: int
     end_error: float  # max |u(T) - reference|
     grad_error: float  # ||g - g_ref|| / ||g_ref||
-    solver_stats: dict = field(default_factory=dict)
+    solver_stats: dict
+    train_step: Callable[[], None]  # one forward + backward, what is timed
+    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return common.summarize(self.times_ms)["median_ms"] if self.times_ms else math.nan
+
+    def record(self) -> dict:
+        out = {k: v for k, v in vars(self).items() if k != "train_step"}
+        out.update(common.summarize(self.times_ms) if self.times_ms else {})
+        return out
 
 
-def measure(case: Case, forward: Callable[[], torch.Tensor], settings: Settings, *,
-            label: str, package: str, method: str, gradient: str, mode: str,
+def measure(case: Case, forward: Callable[[], torch.Tensor], *, label: str, package: str,
+            method: str, gradient: str, mode: str,
             stats: Callable[[], dict] | None = None) -> Measurement:
-    """Time ``forward() -> (N_SAVE, BATCH, dim)`` followed by the loss and one backward.
-
-    The first call (untimed) counts evaluations and measures the errors; then
-    ``common.time_call`` runs the warm-up and the timed repeats.
-    """
+    """Run ``forward() -> (N_SAVE, BATCH, dim)``, the loss and one backward once, counting
+    right-hand-side calls and measuring the errors; return them with the timed step."""
     params = case.params()
 
     def train_step() -> None:
@@ -197,29 +208,18 @@ def measure(case: Case, forward: Callable[[], torch.Tensor], settings: Settings,
         us = forward()
         us.pow(2).mean().backward()
 
-    # Instrumented call: also the first warm-up.
     for q in params:
         q.grad = None
     case.field.nfe = 0
-    start = time.perf_counter()
     us = forward()
     nfe_fwd = case.field.nfe
     us.pow(2).mean().backward()
-    first_s = time.perf_counter() - start
     nfe_bwd = case.field.nfe - nfe_fwd
     end_error = float((us[-1].detach().double() - case.ref_end).abs().max())
     grad = torch.cat([q.grad.reshape(-1) for q in params]).double()
     grad_error = float((grad - case.ref_grad).norm() / case.ref_grad.norm())
-    solver_stats = stats() if stats is not None else {}
-    del us
-
-    repeats = settings.repeats
-    if settings.max_seconds > 0 and first_s * repeats > settings.max_seconds:
-        repeats = max(3, min(repeats, math.ceil(settings.max_seconds / first_s)))
-    times = common.time_call(train_step, repeats, max(settings.warmup - 1, 0), case.device)
-    return Measurement(label, package, method, gradient, mode, times,
-                       common.summarize(times)["median_ms"], nfe_fwd, nfe_bwd, end_error,
-                       grad_error, solver_stats)
+    return Measurement(label, package, method, gradient, mode, nfe_fwd, nfe_bwd, end_error,
+                       grad_error, stats() if stats is not None else {}, train_step)
 
 
 # --------------------------------------------------------------------------- runners
@@ -228,28 +228,30 @@ def measure(case: Case, forward: Callable[[], torch.Tensor], settings: Settings,
 PYSCIML_ALGS = {"Tsit5": ps.Tsit5, "DP5": ps.DP5}
 PYSCIML_SENSEALGS = {"direct": ps.DirectBackprop, "adjoint": ps.InterpolatingAdjoint}
 MODES = {"per-member": 1, "one state": 0}
+CONTROLLERS = {"PI": None, "I": ps.IController}  # None: solve's default (PIController)
 
 
-def run_pysciml(case: Case, settings: Settings, alg: str, gradient: str,
-                mode: str) -> Measurement:
+def run_pysciml(case: Case, alg: str, gradient: str, mode: str) -> Measurement:
     """pysciml ``Tsit5``/``DP5`` with ``DirectBackprop`` or ``InterpolatingAdjoint``."""
     prob = ps.ODEProblem(case.field, case.u0, (0.0, case.T), batch_ndim=MODES[mode])
+    controller = CONTROLLERS[case.controller]
     last: dict = {}
 
     def forward() -> torch.Tensor:
         sol = ps.solve(prob, PYSCIML_ALGS[alg](), saveat=case.ts, rtol=case.rtol,
-                       atol=case.atol, sensealg=PYSCIML_SENSEALGS[gradient]())
+                       atol=case.atol, sensealg=PYSCIML_SENSEALGS[gradient](),
+                       controller=controller if controller is None else controller())
         last["stats"] = sol.stats
         last["ok"] = sol.successful
         return sol.u
 
     sensealg = "DirectBackprop" if gradient == "direct" else "InterpolatingAdjoint"
-    return measure(case, forward, settings, label=f"pysciml {alg} {sensealg} ({mode})",
+    return measure(case, forward, label=f"pysciml {alg} {sensealg} ({mode})",
                    package="pysciml", method=alg, gradient=gradient, mode=mode,
                    stats=lambda: {**asdict(last["stats"]), "successful": last["ok"]})
 
 
-def run_torchdiffeq(case: Case, settings: Settings, adjoint: bool) -> Measurement:
+def run_torchdiffeq(case: Case, adjoint: bool) -> Measurement:
     """torchdiffeq ``dopri5``: ``odeint`` (backprop) or ``odeint_adjoint``."""
     from torchdiffeq import odeint, odeint_adjoint
 
@@ -260,12 +262,12 @@ def run_torchdiffeq(case: Case, settings: Settings, adjoint: bool) -> Measuremen
         return solver(func, case.u0, case.ts, rtol=case.rtol, atol=case.atol, method="dopri5")
 
     name = "odeint_adjoint" if adjoint else "odeint"
-    return measure(case, forward, settings, label=f"torchdiffeq dopri5 {name}",
+    return measure(case, forward, label=f"torchdiffeq dopri5 {name}",
                    package="torchdiffeq", method="dopri5",
                    gradient="adjoint" if adjoint else "direct", mode="one state")
 
 
-def run_torchode(case: Case, settings: Settings, method: str) -> Measurement:
+def run_torchode(case: Case, method: str) -> Measurement:
     """torchode ``Tsit5``/``Dopri5`` with ``AutoDiffAdjoint`` (backprop), per-member steps."""
     import torchode as to
 
@@ -288,27 +290,34 @@ def run_torchode(case: Case, settings: Settings, method: str) -> Measurement:
         out["successful"] = bool((sol.status == 0).all())
         return out
 
-    return measure(case, forward, settings, label=f"torchode {method}", package="torchode",
+    return measure(case, forward, label=f"torchode {method}", package="torchode",
                    method=method, gradient="direct", mode="per-member", stats=stats)
 
 
 def run_case(case: Case, settings: Settings) -> list[Measurement]:
+    """Every solver on one case: prepare each (counts and errors), then time all of them in
+    interleaved rounds (:func:`common.time_interleaved`)."""
     runners: list[Callable[[], Measurement]] = [
-        lambda: run_torchdiffeq(case, settings, adjoint=False),
-        lambda: run_torchdiffeq(case, settings, adjoint=True),
-        lambda: run_torchode(case, settings, "Tsit5"),
-        lambda: run_torchode(case, settings, "Dopri5"),
+        lambda: run_torchdiffeq(case, adjoint=False),
+        lambda: run_torchdiffeq(case, adjoint=True),
+        lambda: run_torchode(case, "Tsit5"),
+        lambda: run_torchode(case, "Dopri5"),
     ]
     for gradient in PYSCIML_SENSEALGS:
         for alg in PYSCIML_ALGS:
             for mode in MODES:
-                runners.append(lambda a=alg, g=gradient, m=mode: run_pysciml(case, settings,
-                                                                             a, g, m))
-    results = []
-    for runner in runners:
-        m = runner()
-        print(f"  {m.label:<52} {m.median_ms:9.1f} ms  ({len(m.times_ms)} repeats)", flush=True)
-        results.append(m)
+                runners.append(lambda a=alg, g=gradient, m=mode: run_pysciml(case, a, g, m))
+    results = [runner() for runner in runners]
+    print(f"  {len(results)} solvers ready; timing {settings.warmup} warm-up + "
+          f"{settings.repeats} rounds ...", flush=True)
+    times = common.time_interleaved([m.train_step for m in results], settings.repeats,
+                                    settings.warmup, case.device,
+                                    max_seconds=settings.max_seconds)
+    if len(times[0]) < settings.repeats:
+        print(f"  stopped after {len(times[0])} rounds (--max-seconds {settings.max_seconds:g})",
+              flush=True)
+    for m, ts in zip(results, times, strict=True):
+        m.times_ms = ts
     return results
 
 
@@ -316,6 +325,7 @@ def run_case(case: Case, settings: Settings) -> list[Measurement]:
 
 
 TORCHODE_PEER = {"Tsit5": "torchode Tsit5", "DP5": "torchode Dopri5"}
+NOISY_SPREAD = 1.3  # median / min of a typical solver above which a case is flagged noisy
 
 
 def ratios(results: list[Measurement]) -> dict[str, dict[str, float]]:
@@ -330,7 +340,9 @@ def ratios(results: list[Measurement]) -> dict[str, dict[str, float]]:
                        ("odeint" if m.gradient == "direct" else "odeint_adjoint")]
         tode = by_label[TORCHODE_PEER[m.method]]
         out[m.label] = {"torchdiffeq": m.median_ms / tdq.median_ms,
-                        "torchode": m.median_ms / tode.median_ms}
+                        "torchode": m.median_ms / tode.median_ms,
+                        "torchdiffeq_min": min(m.times_ms) / min(tdq.times_ms),
+                        "torchode_min": min(m.times_ms) / min(tode.times_ms)}
     return out
 
 
@@ -340,38 +352,52 @@ def goals(results: list[Measurement], r: dict[str, dict[str, float]]) -> list[di
     for m in results:
         if m.package != "pysciml":
             continue
+        rr = r[m.label]
         if m.gradient == "direct":
-            checks = [("torchdiffeq odeint", r[m.label]["torchdiffeq"], 1.0),
-                      (TORCHODE_PEER[m.method], r[m.label]["torchode"], 1.0)]
+            checks = [("torchdiffeq odeint", "torchdiffeq", 1.0),
+                      (TORCHODE_PEER[m.method], "torchode", 1.0)]
         else:
-            checks = [("torchdiffeq odeint_adjoint", r[m.label]["torchdiffeq"], 0.5)]
-        for peer, ratio, target in checks:
-            lines.append({"solver": m.label, "peer": peer, "ratio": ratio, "target": target,
-                          "met": ratio <= target})
+            checks = [("torchdiffeq odeint_adjoint", "torchdiffeq", 0.5)]
+        for peer, key, target in checks:
+            lines.append({"solver": m.label, "peer": peer, "ratio": rr[key],
+                          "ratio_of_min": rr[f"{key}_min"], "target": target,
+                          "met": rr[key] <= target})
     return lines
 
 
 def report(case: Case, results: list[Measurement]) -> tuple[dict, dict, list[dict]]:
     r = ratios(results)
     g = goals(results, r)
-    headers = ["solver", "ms (median)", "×torchdiffeq", "×torchode", "nfe fwd", "nfe bwd",
-               "max err u(T)", "grad rel err"]
+    headers = ["solver", "ms (median)", "ms (min)", "×torchdiffeq", "×torchode", "nfe fwd",
+               "nfe bwd", "max err u(T)", "grad rel err"]
     rows = []
     for m in results:
         rr = r.get(m.label, {})
-        rows.append([m.label, common.fmt_ms(m.median_ms), common.fmt_ratio(rr.get("torchdiffeq")),
+        rows.append([m.label, common.fmt_ms(m.median_ms), common.fmt_ms(min(m.times_ms)),
+                     common.fmt_ratio(rr.get("torchdiffeq")),
                      common.fmt_ratio(rr.get("torchode")), m.nfe_fwd, m.nfe_bwd,
                      common.fmt_sci(m.end_error), common.fmt_sci(m.grad_error)])
     title = (f"### dim {case.dim}, T = {case.T:g}, batch {BATCH}, {N_SAVE} save points, "
-             f"rtol {case.rtol:g}, atol {case.atol:g}, float32, {case.device}")
+             f"rtol {case.rtol:g}, atol {case.atol:g}, float32, {case.device}, pysciml "
+             f"controller {case.controller}")
     text = common.print_table(headers, rows, title=title)
-    goal_lines = ["", "Goals (pysciml / peer ≤ target):"]
+    spread = common.spread([m.times_ms for m in results])
+    noisy = spread > NOISY_SPREAD
+    goal_lines = ["", "Goals (pysciml / peer ≤ target; by medians, ratio of the minima in "
+                  "brackets):"]
     for line in g:
         goal_lines.append(f"  {'met ' if line['met'] else 'MISS'}  {line['solver']:<50} vs "
-                          f"{line['peer']:<27} {line['ratio']:5.2f}× (≤ {line['target']:.1f}×)")
+                          f"{line['peer']:<27} {line['ratio']:5.2f}× "
+                          f"(min {line['ratio_of_min']:4.2f}×; target ≤ {line['target']:.1f}×)")
+    if noisy:
+        goal_lines.append(f"NOISY: the median time is {spread:.2f}× the fastest for a typical "
+                          "solver here: other processes were competing for the cores; the "
+                          "medians and their ratios are unreliable, the ratios of the minima "
+                          "less so. Rerun on a quiet machine.")
     print("\n".join(goal_lines) + "\n", flush=True)
     record = {"dim": case.dim, "T": case.T, "rtol": case.rtol, "atol": case.atol,
-              "results": [asdict(m) for m in results], "ratios": r, "goals": g,
+              "pysciml_controller": case.controller, "spread": spread, "noisy": noisy,
+              "results": [m.record() for m in results], "ratios": r, "goals": g,
               "table": text}
     return record, r, g
 
@@ -408,16 +434,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="end time(s) of the span [0, T] (default: 1)")
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=None, help="default: rtol")
+    ap.add_argument("--controller", choices=sorted(CONTROLLERS), default="PI",
+                    help="pysciml's step-size controller: PI (its default) or I (as "
+                         "torchdiffeq and torchode use)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (skipped if unavailable)")
     ap.add_argument("--quick", action="store_true",
                     help="fewer repeats, for smoke testing; writes neural_ode_quick.*")
-    ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7; "
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 15; "
                     "quick: 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed calls (default 2; "
                     "quick: 1)")
-    ap.add_argument("--max-seconds", type=float, default=None,
-                    help="time cap per solver and case; slow solvers get fewer repeats "
-                         "(at least 3; default 8 s, quick: no cap)")
+    ap.add_argument("--max-seconds", type=float, default=60.0,
+                    help="time budget of each case's timed rounds; on a loaded machine it "
+                         "stops early, after at least 3 rounds (default 60; 0: no limit)")
     ap.add_argument("--out", type=Path, default=common.RESULTS_DIR,
                     help="results directory (default: benchmarks/results)")
     return ap.parse_args(argv)
@@ -431,19 +460,21 @@ def main(argv=None) -> int:
         return 0
     atol = args.rtol if args.atol is None else args.atol
     settings = Settings(
-        repeats=args.repeats or (2 if args.quick else 7),
+        repeats=args.repeats or (2 if args.quick else 15),
         warmup=args.warmup if args.warmup is not None else (1 if args.quick else 2),
-        max_seconds=args.max_seconds if args.max_seconds is not None else
-        (0.0 if args.quick else 8.0),
+        max_seconds=args.max_seconds or None,
     )
     print(f"neural_ode: torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {device}, repeats {settings.repeats}, warm-up {settings.warmup}", flush=True)
+    warning = common.busy_warning()
+    if warning:
+        print(warning, flush=True)
     t_start = time.perf_counter()
     records = []
     for T in args.T:
         for dim in args.dims:
             print(f"\n== dim {dim}, T {T:g}: reference solves ...", flush=True)
-            case = make_case(dim, T, args.rtol, atol, device)
+            case = make_case(dim, T, args.rtol, atol, device, args.controller)
             results = run_case(case, settings)
             print()
             record, _, _ = report(case, results)
@@ -451,6 +482,8 @@ def main(argv=None) -> int:
     elapsed = time.perf_counter() - t_start
 
     stem = "neural_ode_quick" if args.quick else "neural_ode"
+    if args.controller != "PI":
+        stem += f"_{args.controller}"
     record = {
         "benchmark": "neural_ode",
         "quick": args.quick,
@@ -460,7 +493,8 @@ def main(argv=None) -> int:
                      "reference": f"SciPy DOP853 rtol=atol={REF_TOL:g} (u(T)); torchdiffeq "
                                   f"dopri5 backprop float64 {REF_TOL:g} (gradient)",
                      "seeds": {"weights": SEED_WEIGHTS, "state": SEED_STATE},
-                     "torchode": "eager, IntegralController, AutoDiffAdjoint"},
+                     "torchode": "eager, IntegralController, AutoDiffAdjoint",
+                     "pysciml_controller": args.controller},
         "settings": asdict(settings),
         "elapsed_s": elapsed,
         "environment": common.environment(device, ("torchdiffeq", "torchode", "scipy")),

@@ -56,7 +56,8 @@ def solve(
         throw: raise :class:`~pysciml.SolveFailedError` when a member fails, instead of warning.
         dense: keep every step for dense output ``sol(t)``; default: ``saveat is None``.
         shared_step: one step size for the whole batch instead of one per member.
-        controller: the step-size controller (default :class:`~pysciml.PIController`).
+        controller: the step-size controller (default: the algorithm's ``default_controller``,
+            :class:`~pysciml.PIController` with the DOPRI5 coefficients).
         tstops: times the solver must step to exactly (e.g. discontinuities of ``f``).
         dtmin, dtmax: bounds of the step size's magnitude.
 

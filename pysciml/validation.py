@@ -109,6 +109,13 @@ def _check_tolerance(value: Any, name: str, prob: ODEProblem) -> torch.Tensor | 
     return float(value)
 
 
+def _all_real(seq: Any) -> bool:
+    try:
+        return all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in seq)
+    except TypeError:
+        return False
+
+
 def _save_times(saveat: Any, t0: torch.Tensor, t1: torch.Tensor, direction: float,
                 dtype, device) -> torch.Tensor:
     if saveat is None:
@@ -123,7 +130,9 @@ def _save_times(saveat: Any, t0: torch.Tensor, t1: torch.Tensor, direction: floa
             grid = torch.cat([grid, torch.tensor([float(t1)], dtype=torch.float64)])
         return grid.to(dtype=dtype, device=device)
     try:
-        ts = torch.as_tensor(saveat)
+        # a Python sequence is read in u0's dtype (not torch's default float32)
+        ts = saveat if isinstance(saveat, torch.Tensor) else torch.as_tensor(
+            saveat, dtype=dtype if _all_real(saveat) else None)
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"saveat: expected a 1-d sequence of times or a number, got "
                         f"{type(saveat).__name__}") from None

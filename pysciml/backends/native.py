@@ -144,7 +144,8 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
                  lambda t, y: flat.rhs(t, y, prob.p, f_nonstiff))
     sensealg = sensealg if sensealg is not None else DirectBackprop()
     loop_kwargs = dict(
-        rtol=inputs.rtol, atol=inputs.atol, dt=options.dt, controller=options.controller,
+        rtol=inputs.rtol, atol=inputs.atol, dt=options.dt,
+        controller=options.controller or alg.default_controller,
         max_steps=options.max_steps, shared_step=options.shared_step, tstops=options.tstops,
         dtmin=options.dtmin, dtmax=options.dtmax,
         jac=None if prob.jac is None else (lambda t, y: flat.jac(t, y, prob.p)),

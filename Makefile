@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: venv demo test test-all bench lint clean distclean
+.PHONY: venv demo test test-all bench bench-stiff lint clean distclean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ test-all: venv
 
 bench: venv
 	$(PY) benchmarks/neural_ode.py
+
+bench-stiff: venv
+	$(PY) -m pip install -e ".[bench]"
+	$(PY) benchmarks/stiff.py
 
 lint: venv
 	$(PY) -m ruff check pysciml tests

@@ -25,6 +25,7 @@ class DenseHistory:
         self.unflatten = unflatten
         self._steps: list[tuple[torch.Tensor, ...]] = []
         self._stacked: tuple[torch.Tensor, ...] | None = None
+        self._search_cache: tuple[torch.Tensor, ...] | None = None
         self.t_start: torch.Tensor | None = None
         self.t_end: torch.Tensor | None = None
 
@@ -32,11 +33,13 @@ class DenseHistory:
                stages: torch.Tensor) -> None:
         self._steps.append((t, h, u, stages))
         self._stacked = None
+        self._search_cache = None
 
     def finish(self, t0: torch.Tensor, t_end: torch.Tensor) -> DenseHistory:
         """Close the record: ``t0`` is the common start, ``t_end`` (B,) where each member got."""
         self.t_start = t0
         self.t_end = t_end
+        self._search_cache = None
         return self
 
     @property
@@ -50,6 +53,19 @@ class DenseHistory:
             self._stacked = (t, h, u, stages)  # (B, M), (B, M), (B, M, N), (B, M, s, N)
         return self._stacked
 
+    def _search(self) -> tuple[torch.Tensor, ...]:
+        """What every query needs, computed once: directed step ends (B, M) and the directed
+        bounds (B, 1) of each member's span (beyond them: NaN)."""
+        if self._search_cache is None:
+            t, h, _, _ = self._stack()
+            d = self.direction
+            tol = 64 * torch.finfo(t.dtype).eps * torch.maximum(
+                self.t_start.abs(), self.t_end.abs()).clamp_min(1.0)
+            lo = (d * self.t_start - tol).expand(t.shape[0])[:, None]
+            hi = (d * self.t_end + tol)[:, None]
+            self._search_cache = ((d * (t + h)).contiguous(), lo, hi)
+        return self._search_cache
+
     def evaluate(self, tq: torch.Tensor) -> torch.Tensor:
         """The flattened solution at times ``tq`` (Q,) for every member: shape ``(Q, B, N)``.
 
@@ -58,28 +74,22 @@ class DenseHistory:
         if not self._steps:
             raise ValueError("the integration took no steps; there is nothing to interpolate")
         t, h, u, stages = self._stack()
+        ends, lo, hi = self._search()
         B, M = t.shape
-        d = self.direction
-        ends = (d * (t + h)).contiguous()  # non-decreasing along M for each member
-        q = (d * tq).to(t.dtype).expand(B, -1).contiguous()  # (B, Q)
+        N, s, Q = u.shape[-1], stages.shape[2], tq.shape[0]
+        q = (self.direction * tq).to(t.dtype).expand(B, Q).contiguous()  # (B, Q)
         idx = torch.searchsorted(ends, q).clamp_max(M - 1)  # (B, Q)
-        t_i = torch.gather(t, 1, idx)
-        h_i = torch.gather(h, 1, idx)
-        theta = torch.where(h_i != 0, (tq[None, :] - t_i) / torch.where(h_i != 0, h_i, 1), 0)
-        N = u.shape[-1]
-        s = stages.shape[2]
-        u_i = torch.gather(u, 1, idx[..., None].expand(B, -1, N))  # (B, Q, N)
-        k_i = torch.gather(stages, 1, idx[..., None, None].expand(B, -1, s, N))  # (B, Q, s, N)
-        Q = tq.shape[0]
-        flat = self.stepper.interpolate(
-            u_i.reshape(B * Q, N), h_i.reshape(B * Q),
-            k_i.reshape(B * Q, s, N).transpose(0, 1), theta.reshape(B * Q),
-        ).reshape(B, Q, N)
-        tol = 64 * torch.finfo(t.dtype).eps * torch.maximum(
-            self.t_start.abs(), self.t_end.abs()).clamp_min(1.0)[:, None]  # (B, 1)
-        inside = (q >= d * self.t_start - tol) & (q <= (d * self.t_end)[:, None] + tol)
-        flat = torch.where(inside[..., None], flat, torch.full_like(flat, float("nan")))
-        return flat.transpose(0, 1)
+        flat_idx = (idx + M * torch.arange(B, device=idx.device)[:, None]).reshape(-1)
+        t_i = t.reshape(-1)[flat_idx]
+        h_i = h.reshape(-1)[flat_idx]
+        u_i = u.reshape(B * M, N)[flat_idx]
+        k_i = stages.reshape(B * M, s, N)[flat_idx]
+        # a member that did not move in that step has h = 0: its interpolant is u whatever theta
+        theta = (tq.expand(B, Q).reshape(-1) - t_i) / torch.where(h_i != 0, h_i, 1)
+        values = self.stepper.interpolate(u_i, h_i, k_i.transpose(0, 1), theta).reshape(B, Q, N)
+        inside = (q >= lo) & (q <= hi)
+        values = torch.where(inside[..., None], values, float("nan"))
+        return values.transpose(0, 1)
 
     def __call__(self, tq: torch.Tensor) -> torch.Tensor:
         return self.unflatten(self.evaluate(tq))

@@ -26,6 +26,7 @@ class DenseHistory:
         self._steps: list[tuple[torch.Tensor, ...]] = []
         self._stacked: tuple[torch.Tensor, ...] | None = None
         self._search_cache: tuple[torch.Tensor, ...] | None = None
+        self._last: tuple[torch.Tensor, ...] | None = None
         self.t_start: torch.Tensor | None = None
         self.t_end: torch.Tensor | None = None
 
@@ -34,6 +35,7 @@ class DenseHistory:
         self._steps.append((t, h, u, stages))
         self._stacked = None
         self._search_cache = None
+        self._last = None
 
     def finish(self, t0: torch.Tensor, t_end: torch.Tensor) -> DenseHistory:
         """Close the record: ``t0`` is the common start, ``t_end`` (B,) where each member got."""
@@ -74,9 +76,17 @@ class DenseHistory:
         if not self._steps:
             raise ValueError("the integration took no steps; there is nothing to interpolate")
         t, h, u, stages = self._stack()
-        ends, lo, hi = self._search()
         B, M = t.shape
         N, s, Q = u.shape[-1], stages.shape[2], tq.shape[0]
+        if Q == 1 and self._last is not None:
+            # a backward (adjoint) solve asks for one time at a time, mostly in the step it
+            # asked for last: reuse that step's data (one host read instead of a search)
+            start, end, t_i, h_i, u_i, k_i = self._last
+            q1 = self.direction * tq.to(t.dtype)
+            if bool(((q1 >= start) & (q1 <= end)).all()):
+                theta = (tq.to(t.dtype) - t_i) / torch.where(h_i != 0, h_i, 1)
+                return self.stepper.interpolate(u_i, h_i, k_i.transpose(0, 1), theta)[None]
+        ends, lo, hi = self._search()
         q = (self.direction * tq).to(t.dtype).expand(B, Q).contiguous()  # (B, Q)
         idx = torch.searchsorted(ends, q).clamp_max(M - 1)  # (B, Q)
         flat_idx = (idx + M * torch.arange(B, device=idx.device)[:, None]).reshape(-1)
@@ -88,6 +98,9 @@ class DenseHistory:
         theta = (tq.expand(B, Q).reshape(-1) - t_i) / torch.where(h_i != 0, h_i, 1)
         values = self.stepper.interpolate(u_i, h_i, k_i.transpose(0, 1), theta).reshape(B, Q, N)
         inside = (q >= lo) & (q <= hi)
+        if Q == 1:
+            start = self.direction * t_i
+            self._last = (start, start + self.direction * h_i, t_i, h_i, u_i, k_i)
         values = torch.where(inside[..., None], values, float("nan"))
         return values.transpose(0, 1)
 

@@ -6,6 +6,7 @@ states ``(B, N)``. Nothing here synchronises with the host.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,15 +29,17 @@ def error_norm(err: torch.Tensor, u: torch.Tensor, u_new: torch.Tensor,
     return (err / scale).square().mean(-1).sqrt()
 
 
-class AbstractController:
+class AbstractController(abc.ABC):
     """A step-size controller: settings only; its state (the previous error) is passed in."""
 
+    @abc.abstractmethod
     def init_state(self, like: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The controller state at the start, shaped like ``like`` ``(B,)``."""
 
+    @abc.abstractmethod
     def adapt(self, h: torch.Tensor, errn: torch.Tensor, state: torch.Tensor,
               accept: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """The next step size and state from the step taken, its error norm and acceptance."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ carries from step to step: the FSAL derivative, a Jacobian, a factorisation, a h
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -77,35 +78,35 @@ class StepResult(NamedTuple):
     h_next: torch.Tensor | None = None
 
 
-class AbstractStepper:
+class AbstractStepper(abc.ABC):
     """One solver family's step. Subclasses are final; see ``explicit.ExplicitRungeKutta``."""
 
     order: int
     error_order: int | None
     adaptive: bool
 
+    @abc.abstractmethod
     def init(self, f: RHS, t: torch.Tensor, u: torch.Tensor, f0: torch.Tensor) -> Any:
         """The cache at the start of an integration (or after a jump of ``u``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step(self, f: RHS, t: torch.Tensor, u: torch.Tensor, h: torch.Tensor,
              cache: Any) -> StepResult:
         """A trial step. Members with ``h = 0`` must come back unchanged and finite."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def merge(self, cache: Any, new: Any, accept: torch.Tensor) -> Any:
         """The cache after the step: ``new`` for accepted members, ``cache`` for the rest."""
-        raise NotImplementedError
 
     def dense_stages(self, f: RHS, t: torch.Tensor, u: torch.Tensor, h: torch.Tensor,
                      result: StepResult) -> torch.Tensor:
         """The stages the interpolant needs (a method may add extra ones here, lazily)."""
         return result.stages
 
+    @abc.abstractmethod
     def interpolate(self, u: torch.Tensor, h: torch.Tensor, stages: torch.Tensor,
                     theta: torch.Tensor) -> torch.Tensor:
         """The dense output at ``t + theta * h``; ``theta`` of shape ``(B,)``."""
-        raise NotImplementedError
 
 
 class AbstractTableauStepper(AbstractStepper):

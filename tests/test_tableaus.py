@@ -387,11 +387,12 @@ def test_vern7_interpolant_defect():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("tab", "kind", "problem", "steps"), list(_global_cases()))
+# cases whose entry is a string cannot be measured in float64 (the string says why); they are
+# left out of the parametrisation rather than skipped
+@pytest.mark.parametrize(("tab", "kind", "problem", "steps"),
+                         [c for c in _global_cases() if not isinstance(c.values[-1], str)])
 def test_global_convergence_order(tab, kind, problem, steps):
     """The global error of b (order `order`) and of b - b_error (order `error_order`)."""
-    if isinstance(steps, str):
-        pytest.skip(steps)
     arr = arrays(tab)
     prob = PROBLEMS[problem]
     weights, order = (arr.b, tab.order) if kind == "b" else (arr.b_hat, tab.error_order)
@@ -401,11 +402,10 @@ def test_global_convergence_order(tab, kind, problem, steps):
     assert abs(p - order) <= SLOPE_TOL, f"slope {p:.3f}, want {order}; errors {errs}"
 
 
-@pytest.mark.parametrize(("tab", "problem", "hs"), list(_dense_cases()))
+@pytest.mark.parametrize(("tab", "problem", "hs"),
+                         [c for c in _dense_cases() if not isinstance(c.values[-1], str)])
 def test_dense_output_convergence_order(tab, problem, hs):
     """The local error of the interpolant within one step decreases as h^(interp_order + 1)."""
-    if isinstance(hs, str):
-        pytest.skip(hs)
     arr = arrays(tab)
     errs = [dense_error(arr, PROBLEMS[problem], h) for h in hs]
     p = slope(hs, errs)

@@ -1,5 +1,35 @@
-"""Differentiable physical models: right-hand sides of ODEs and method-of-lines PDEs."""
+r"""Differentiable physical models: right-hand sides of ODEs and method-of-lines PDEs.
 
+Every model is a :class:`PhysicalModel` (an ``nn.Module`` with ``forward(t, u, p=None)``, named
+learnable parameters, ``initial_state``, ``default_algorithm``); :data:`MODELS` maps each
+model's registry ``name`` to its class.
+
+>>> import torch, pysciml as ps
+>>> from pysciml.physics import MODELS
+>>> model = MODELS["lorenz63"]()
+>>> sol = ps.solve(model.ode_problem(torch.tensor([1.0, 1.0, 1.0])), model.default_algorithm(),
+...                saveat=[0.5], rtol=1e-8, atol=1e-8)
+>>> sol.u.shape
+torch.Size([1, 3])
+"""
+
+from .base import BOUNDARIES, PhysicalModel
 from .brusselator import Brusselator2D
+from .hires import HIRES
+from .lorenz63 import Lorenz63
+from .lorenz96 import Lorenz96
+from .lotka_volterra import LotkaVolterra
+from .pendulum import DampedPendulum
+from .robertson import Robertson
+from .van_der_pol import VanDerPol
 
-__all__ = ["Brusselator2D"]
+_CLASSES: tuple[type[PhysicalModel], ...] = (
+    DampedPendulum, LotkaVolterra, Lorenz63, Lorenz96, Robertson, VanDerPol, HIRES,
+    Brusselator2D,
+)
+
+MODELS: dict[str, type[PhysicalModel]] = {cls.name: cls for cls in _CLASSES}
+"""The registry: ``name`` → model class."""
+
+__all__ = ["PhysicalModel", "MODELS", "BOUNDARIES", "DampedPendulum", "LotkaVolterra",
+           "Lorenz63", "Lorenz96", "Robertson", "VanDerPol", "HIRES", "Brusselator2D"]

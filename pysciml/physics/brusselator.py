@@ -20,32 +20,44 @@ that treats diffusion implicitly.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
+
+from .base import PhysicalModel, _uniform, check_int
+from .operators import laplacian
 
 __all__ = ["Brusselator2D"]
 
 
-class Brusselator2D(torch.nn.Module):
-    """The 2D Brusselator on an ``n × n`` periodic grid; ``alpha`` is a (learnable) parameter.
+class Brusselator2D(PhysicalModel):
+    """The 2D Brusselator on an ``n × n`` periodic grid; ``alpha`` is a parameter (learnable
+    when named in ``learnable``; unlike the other models none is learnable by default, so the
+    tutorial's solves record no autograd graph).
 
     ``forward(t, u, p)`` is the whole right-hand side; ``diffusion`` and ``reaction`` are its
-    stiff and non-stiff parts (for :class:`~pysciml.SplitODEProblem`); ``u0()`` the initial
-    state; ``precondition(t, u, hgamma, r)`` the FFT preconditioner for
+    stiff and non-stiff parts (for :class:`~pysciml.SplitODEProblem`); ``u0()`` the tutorial's
+    initial state; ``precondition(t, u, hgamma, r)`` the FFT preconditioner for
     ``linsolve=GMRES(precond=...)``. The forcing switches on at ``t_forcing = 1.1``: pass
-    ``tstops=[1.1]`` to ``solve``.
+    ``tstops=[1.1]`` to ``solve``. ``alpha`` may hold one value per batch member.
+
+    Random initial states (:meth:`initial_state`): the tutorial's ``U`` and ``V``, each multiplied
+    by an independent factor :math:`U[0.8, 1.2]` per member.
     """
 
+    name = "brusselator"
+    default_tspan = (0.0, 11.5)
+    stiff = True
+    parameter_names = ("alpha",)
+    parameter_ranges = {"alpha": (1.0, 20.0)}
     t_forcing = 1.1
 
-    def __init__(self, n: int, alpha: float = 10.0, dtype=torch.float64, device=None):
-        super().__init__()
-        if not isinstance(n, int) or n < 3:
-            raise ValueError(f"n: expected an int >= 3, got {n!r}")
-        self.n = n
+    def __init__(self, n: int, alpha: float = 10.0, dtype=torch.float64, device=None, *,
+                 learnable: Iterable[str] | None = ()):
+        super().__init__(dtype=dtype, device=device)
+        self.n = check_int("n", n, 3)
         self.dx = 1.0 / n
-        self.alpha = torch.nn.Parameter(torch.tensor(float(alpha), dtype=dtype, device=device),
-                                        requires_grad=False)
+        self._init_parameters({"alpha": alpha}, learnable, nonnegative=("alpha",))
         x = torch.arange(n, dtype=dtype, device=device) * self.dx
         X, Y = torch.meshgrid(x, x, indexing="ij")
         disc = ((X - 0.3) ** 2 + (Y - 0.6) ** 2) <= 0.1 ** 2
@@ -56,18 +68,33 @@ class Brusselator2D(torch.nn.Module):
         eig1 = (2 * torch.cos(2 * math.pi * k / n) - 2) / self.dx ** 2
         self.register_buffer("laplacian_eigenvalues", eig1[:, None] + eig1[None, :])
 
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (2, self.n, self.n)
+
     def u0(self) -> torch.Tensor:
         """The initial state, shape ``(2, n, n)``."""
         return torch.stack([self.U0, self.V0])
 
+    def initial_state(self, batch_shape=(), generator=None) -> torch.Tensor:
+        shape = tuple(batch_shape)
+        factors = 0.8 + 0.4 * _uniform(shape + (2, 1, 1), generator, self.dtype, self.device)
+        return self.u0() * factors
+
+    def default_algorithm(self):
+        """QNDF by Newton–Krylov with the FFT preconditioner (no Jacobian is formed)."""
+        from ..algorithms import QNDF
+        from ..linear_solvers import GMRES
+
+        return QNDF(linsolve=GMRES(precond=self.precondition))
+
     def laplacian(self, u: torch.Tensor) -> torch.Tensor:
         """The periodic five-point Laplacian over the last two dimensions (second order)."""
-        return (torch.roll(u, 1, -1) + torch.roll(u, -1, -1) + torch.roll(u, 1, -2)
-                + torch.roll(u, -1, -2) - 4 * u) / self.dx ** 2
+        return laplacian(u, (self.dx, self.dx), "periodic")
 
     def diffusion(self, t, u, p=None) -> torch.Tensor:
         r""":math:`\alpha\Delta(U, V)`: the stiff, linear part."""
-        return self.alpha * self.laplacian(u)
+        return self._value("alpha", p, trailing=3) * self.laplacian(u)
 
     def reaction(self, t, u, p=None) -> torch.Tensor:
         """The reaction terms and the forcing: the non-stiff part."""
@@ -77,10 +104,11 @@ class Brusselator2D(torch.nn.Module):
         return torch.stack([1 + uuv - 4.4 * U + self.forcing * on, 3.4 * U - uuv], -3)
 
     def forward(self, t, u, p=None) -> torch.Tensor:
-        return self.diffusion(t, u) + self.reaction(t, u)
+        return self.diffusion(t, u, p) + self.reaction(t, u)
 
     def precondition(self, t, u, hgamma, r) -> torch.Tensor:
         r""":math:`(I - h\gamma\alpha\Delta)^{-1} r` by FFT (exact for the diffusion part)."""
         hg = torch.as_tensor(hgamma, dtype=r.dtype, device=r.device)[..., None, None, None]
         spectrum = torch.fft.fft2(r)
-        return torch.fft.ifft2(spectrum / (1 - hg * self.alpha * self.laplacian_eigenvalues)).real
+        alpha = self.alpha.reshape(self.alpha.shape + (1, 1, 1)) if self.alpha.ndim else self.alpha
+        return torch.fft.ifft2(spectrum / (1 - hg * alpha * self.laplacian_eigenvalues)).real

@@ -13,8 +13,12 @@ model's registry ``name`` to its class.
 torch.Size([1, 3])
 """
 
+from . import operators
+from .advection_diffusion import AdvectionDiffusion2D
 from .base import BOUNDARIES, PhysicalModel
 from .brusselator import Brusselator2D
+from .fitzhugh_nagumo import FitzHughNagumo2D
+from .grid import GridModel
 from .hires import HIRES
 from .lorenz63 import Lorenz63
 from .lorenz96 import Lorenz96
@@ -25,11 +29,13 @@ from .van_der_pol import VanDerPol
 
 _CLASSES: tuple[type[PhysicalModel], ...] = (
     DampedPendulum, LotkaVolterra, Lorenz63, Lorenz96, Robertson, VanDerPol, HIRES,
-    Brusselator2D,
+    AdvectionDiffusion2D, FitzHughNagumo2D, Brusselator2D,
 )
 
 MODELS: dict[str, type[PhysicalModel]] = {cls.name: cls for cls in _CLASSES}
 """The registry: ``name`` → model class."""
 
 __all__ = ["PhysicalModel", "MODELS", "BOUNDARIES", "DampedPendulum", "LotkaVolterra",
-           "Lorenz63", "Lorenz96", "Robertson", "VanDerPol", "HIRES", "Brusselator2D"]
+           "Lorenz63", "Lorenz96", "Robertson", "VanDerPol", "HIRES",
+           "GridModel", "AdvectionDiffusion2D", "FitzHughNagumo2D", "Brusselator2D",
+           "operators"]

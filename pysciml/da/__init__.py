@@ -15,6 +15,7 @@ from .controls import Background, module_rhs
 from .covariance import Covariance, DiagonalCovariance, DiffusionCovariance
 from .fourdvar import Analysis, Cost, FourDVar
 from .incremental import conjugate_gradient
+from .learned import GridWindowEncoder, LearnedFourDVar, MLPWindowEncoder, TrainingHistory
 from .observations import (
     IdentityObservation,
     LinearObservation,
@@ -29,4 +30,5 @@ __all__ = [
     "Covariance", "DiagonalCovariance", "DiffusionCovariance", "conjugate_gradient",
     "Observations", "ObservationOperator", "IdentityObservation", "MaskObservation",
     "SubsampleObservation", "LinearObservation",
+    "LearnedFourDVar", "GridWindowEncoder", "MLPWindowEncoder", "TrainingHistory",
 ]

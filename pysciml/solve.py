@@ -80,19 +80,24 @@ def solve(
         if value is not None and (not isinstance(value, numbers.Real) or not value >= 0
                                   or (name == "dtmax" and value == 0)):
             raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
-    with torch.no_grad():
-        du0 = prob.f(inputs.t0.expand(prob.batch_shape), prob.u0, prob.p)
-    check_rhs_output(prob, du0)
     stops = _check_tstops(tstops, inputs)
-    runtime = select_backend(backend, alg)
     from .backends.native import SolveOptions, solve_native
 
     options = SolveOptions(dt=dt, max_steps=max_steps, shared_step=shared_step,
                            dense=(saveat is None) if dense is None else bool(dense),
                            controller=controller, tstops=stops, dtmin=float(dtmin),
                            dtmax=None if dtmax is None else float(dtmax))
-    assert runtime == "native"  # select_backend raises for anything it cannot run
-    sol = solve_native(prob, alg, inputs, options, sensealg)
+    runtime = select_backend(backend, alg, prob=prob, inputs=inputs, options=options,
+                             sensealg=sensealg)
+    with torch.no_grad():
+        du0 = prob.f(inputs.t0.expand(prob.batch_shape), prob.u0, prob.p)
+    check_rhs_output(prob, du0)
+    if runtime == "julia":
+        from .backends.julia import solve_julia
+
+        sol = solve_julia(prob, alg, inputs, options, sensealg)
+    else:
+        sol = solve_native(prob, alg, inputs, options, sensealg)
     if not sol.successful:
         _report_failure(sol, throw)
     return sol

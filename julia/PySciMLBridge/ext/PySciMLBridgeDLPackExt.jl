@@ -1,0 +1,36 @@
+"""
+CUDA arrays at the bridge's boundary, shared with torch through DLPack without copies. DLPack
+reverses the dimensions of a row-major tensor, which is the bridge's layout rule: torch's
+`(B, N)` is Julia's `N × B`.
+"""
+module PySciMLBridgeDLPackExt
+
+using CUDA: CuArray
+using DLPack: DLPack
+using PySciMLBridge: PySciMLBridge
+using PythonCall: PythonCall, Py, pyimport
+
+const TORCH_FROM_DLPACK = PythonCall.pynew()
+
+function __init__()
+    PythonCall.pycopy!(TORCH_FROM_DLPACK, pyimport("torch").from_dlpack)
+end
+
+PySciMLBridge.wrap_cuda(x::Py) = DLPack.from_dlpack(x)
+
+PySciMLBridge.share_cuda(x::CuArray) = DLPack.share(x, TORCH_FROM_DLPACK)
+
+PySciMLBridge.to_callback(x::CuArray) = DLPack.share(x, TORCH_FROM_DLPACK)
+
+PySciMLBridge.host_state(x::CuArray) = x
+
+PySciMLBridge.parameter_vector(p::CuArray, ::Type{T}) where {T} = CuArray{T}(vec(p))
+
+function PySciMLBridge.as_dense(x::Py, like::CuArray)
+    shared = DLPack.from_dlpack(x)
+    size(shared) == size(like) ||
+        throw(DimensionMismatch("a callback returned shape $(size(shared)) (Julia order), expected $(size(like))"))
+    return copyto!(similar(like), shared)
+end
+
+end # module PySciMLBridgeDLPackExt

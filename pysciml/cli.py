@@ -435,8 +435,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, GenerationError):
             raise
-        print(f"pysciml {args.command}: error: {exc}; finished chunks are kept in "
-              f"{partial_path(args.out)}", file=sys.stderr)
+        print(f"pysciml {args.command}: error: {exc} (--keep-failed); finished chunks are "
+              f"kept in {partial_path(args.out)}", file=sys.stderr)
         return 1
 
 

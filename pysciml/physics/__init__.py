@@ -17,7 +17,9 @@ from . import operators
 from .advection_diffusion import AdvectionDiffusion2D
 from .base import BOUNDARIES, PhysicalModel
 from .brusselator import Brusselator2D
+from .burgers import Burgers1D
 from .fitzhugh_nagumo import FitzHughNagumo2D
+from .gray_scott import GrayScott2D
 from .grid import GridModel
 from .hires import HIRES
 from .lorenz63 import Lorenz63
@@ -25,11 +27,14 @@ from .lorenz96 import Lorenz96
 from .lotka_volterra import LotkaVolterra
 from .pendulum import DampedPendulum
 from .robertson import Robertson
+from .shallow_water import ShallowWater2D
 from .van_der_pol import VanDerPol
+from .wave import DampedWave2D
 
 _CLASSES: tuple[type[PhysicalModel], ...] = (
     DampedPendulum, LotkaVolterra, Lorenz63, Lorenz96, Robertson, VanDerPol, HIRES,
-    AdvectionDiffusion2D, FitzHughNagumo2D, Brusselator2D,
+    AdvectionDiffusion2D, FitzHughNagumo2D, GrayScott2D, DampedWave2D, ShallowWater2D,
+    Burgers1D, Brusselator2D,
 )
 
 MODELS: dict[str, type[PhysicalModel]] = {cls.name: cls for cls in _CLASSES}
@@ -37,5 +42,5 @@ MODELS: dict[str, type[PhysicalModel]] = {cls.name: cls for cls in _CLASSES}
 
 __all__ = ["PhysicalModel", "MODELS", "BOUNDARIES", "DampedPendulum", "LotkaVolterra",
            "Lorenz63", "Lorenz96", "Robertson", "VanDerPol", "HIRES",
-           "GridModel", "AdvectionDiffusion2D", "FitzHughNagumo2D", "Brusselator2D",
-           "operators"]
+           "GridModel", "AdvectionDiffusion2D", "FitzHughNagumo2D", "GrayScott2D",
+           "DampedWave2D", "ShallowWater2D", "Burgers1D", "Brusselator2D", "operators"]

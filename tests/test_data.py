@@ -429,3 +429,17 @@ def test_export_without_xarray_names_what_to_install(monkeypatch):
     traj = simulate(RotatingDecay(), 1, **SETTINGS)
     with pytest.raises(ImportError, match="pip install xarray"):
         to_xarray(traj)
+
+
+def test_generation_on_cuda_matches_cpu(tmp_path, cuda_device):
+    cpu = tmp_path / "cpu.h5"
+    gpu = tmp_path / "cuda.h5"
+    t = torch.linspace(0, 2, 11, dtype=torch.float64)
+    for path, device in ((cpu, "cpu"), (gpu, cuda_device)):
+        generate("lorenz96", path, 6, t=t, seed=4, chunk_size=4, sample_parameters=True,
+                 device=device, rtol=1e-9, atol=1e-11, progress=False)
+    a, b = load(cpu), load(gpu)
+    assert b.meta["device"] == "cuda" and b.u.device.type == "cpu"
+    assert torch.equal(a.u[:, 0], b.u[:, 0])                   # draws are made on the CPU
+    assert torch.equal(a.parameters["forcing"], b.parameters["forcing"])
+    assert torch.allclose(a.u, b.u, rtol=0, atol=1e-6)

@@ -90,7 +90,7 @@ class JuliaSolvePlan:
                                 solutions=res.solutions)
 
     def _span(self, t0: torch.Tensor, t1: torch.Tensor) -> tuple[float, float]:
-        return (float(t0), float(t1))
+        return (float(t0.detach()), float(t1.detach()))
 
     # ------------------------------------------------------------------ solves
     def forward(self, u0: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor, ts: torch.Tensor,

@@ -64,7 +64,8 @@ def test_lorenz96_lyapunov_short():
 
 @pytest.mark.slow
 def test_lorenz96_lyapunov_long():
-    """16 members over T = 400 (standard error ~0.01): within 0.04 of 1.68. ~2 minutes."""
+    """16 members over T = 400: within 0.04 of 1.68 (measured 1.696 with standard error 0.0065;
+    ~65 s)."""
     lam = leading_exponent(members=16, horizon=400.0)
     spread = float(lam.std()) / math.sqrt(len(lam))
     print(f"\nLorenz-96 lambda_1 = {float(lam.mean()):.4f} +- {spread:.4f}")

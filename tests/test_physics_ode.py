@@ -268,7 +268,7 @@ def test_gradient_wrt_named_parameter():
     grads = {k: float(v.grad) for k, v in model.physical_parameters().items()}
     eps = 1e-6
     for name in ("alpha", "delta"):
-        vals = {k: float(v) for k, v in model.physical_parameters().items()}
+        vals = {k: float(v.detach()) for k, v in model.physical_parameters().items()}
         plus = loss(LotkaVolterra(**{**vals, name: vals[name] + eps}, learnable=()))
         minus = loss(LotkaVolterra(**{**vals, name: vals[name] - eps}, learnable=()))
         fd = float(plus - minus) / (2 * eps)

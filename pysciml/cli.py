@@ -316,15 +316,18 @@ def _format_inspect(info: dict[str, Any]) -> str:
         f"time        t0={info['time']['t0']:g}  t1={info['time']['t1']:g}  "
         f"nt={info['time']['nt']}",
         f"state       {state} {a.get('dtype')}",
-        "parameters",
     ]
+    grid = {k: v for k, v in a.get("grid", {}).items() if k != "state_shape"}
+    if grid:
+        lines.append("grid        " + "  ".join(f"{k}={v}" for k, v in grid.items()))
+    lines.append("parameters")
     sampled = a.get("sample_parameters", {})
     for name, stats in info["parameters"].items():
-        how = (f"sampled in [{sampled[name][0]:g}, {sampled[name][1]:g}]" if name in sampled
+        how = (f"sampled from [{sampled[name][0]:g}, {sampled[name][1]:g}]" if name in sampled
                else "fixed")
         values = (f"min {stats['min']:.6g}  max {stats['max']:.6g}  mean {stats['mean']:.6g}"
                   if stats else "(none generated)")
-        lines.append(f"  {name:<14}{how:<28}{values}")
+        lines.append(f"  {name:<14}{how:<30}{values}")
     lines += [
         f"solver      {a.get('solver')}  rtol={a.get('rtol'):g}  atol={a.get('atol'):g}  "
         f"on {a.get('device')}",
@@ -332,6 +335,8 @@ def _format_inspect(info: dict[str, Any]) -> str:
         f"chunks      {a.get('chunk_size')} trajectories per generation chunk",
         "datasets",
     ]
+    width = max(len(name) for name in info["datasets"]) + 2
+    shape_width = max(len(str(tuple(d["shape"]))) for d in info["datasets"].values()) + 2
     for name, d in info["datasets"].items():
         shape = "(" + ", ".join(map(str, d["shape"])) + ")"
         chunks = "contiguous" if d["chunks"] is None else \
@@ -341,7 +346,7 @@ def _format_inspect(info: dict[str, Any]) -> str:
             comp += f"({d['compression_opts']})"
         if d["shuffle"]:
             comp += "+shuffle"
-        lines.append(f"  {name:<22}{shape:<18}{d['dtype']:<9}{chunks:<26}{comp:<18}"
+        lines.append(f"  {name:<{width}}{shape:<{shape_width}}{d['dtype']:<9}{chunks:<28}{comp:<18}"
                      f"{_size(d['bytes'])} -> {_size(d['stored_bytes'])}")
     lines.append(f"written     {a.get('created')} .. {a.get('completed', '(not completed)')} by "
                  f"pysciml {a.get('pysciml_version')}, torch {a.get('torch_version')}, "

@@ -219,6 +219,30 @@ def test_model_kwargs_reach_the_model_and_the_file(tmp_path):
     assert torch.allclose(traj.u[1], sol.u, rtol=0, atol=1e-10)
 
 
+def test_pde_model_keeps_its_grid_and_constant_fields(tmp_path):
+    from pysciml.physics import AdvectionDiffusion2D
+
+    path = tmp_path / "ad.h5"
+    t = torch.linspace(0, 0.2, 5, dtype=torch.float64)
+    kwargs = {"size": 8, "velocity": (0.5, -0.25), "boundary": "closed", "scheme": "upwind"}
+    generate("advection_diffusion", path, 3, t=t, model_kwargs=kwargs, sample_parameters=True,
+             progress=False)
+    traj = load(path)
+    assert traj.u.shape == (3, 5, 1, 8, 8)
+    grid = traj.meta["grid"]
+    assert grid["size"] == [8, 8] and grid["boundary"] == "closed"
+    assert grid["spacing"] == [0.125, 0.125] and grid["n_channels"] == 1
+    velocity = traj.meta["constants"]["velocity"]
+    assert velocity.shape == (2, 8, 8)
+    assert torch.equal(velocity[0], torch.full((8, 8), 0.5))
+    i = 2
+    model = AdvectionDiffusion2D(**kwargs, diffusivity=float(traj.parameters["diffusivity"][i]),
+                                 dtype=torch.float64)
+    sol = ps.solve(model.ode_problem(traj.u[i, 0], (0.0, 0.2)), ps.Tsit5(), saveat=t,
+                   rtol=1e-6, atol=1e-8)
+    assert torch.allclose(traj.u[i], sol.u.detach(), rtol=0, atol=1e-10)
+
+
 class _Interrupt:
     """Wrap GenerationPlan.solve: count calls, raise KeyboardInterrupt on call ``at``."""
 
@@ -274,6 +298,25 @@ def test_resume_refuses_other_settings_and_can_discard(tmp_path, monkeypatch):
     generate(RotatingDecay(), path, 6, chunk_size=2, progress=False, resume=False,
              **{**SETTINGS, "seed": 99})
     assert counter.calls == 3 and load(path).meta["seed"] == 99
+
+
+def test_partial_file_locked_by_a_running_generation_is_left_alone(tmp_path):
+    fcntl = pytest.importorskip("fcntl", reason="POSIX file locks only")
+    import os
+
+    path = tmp_path / "x.h5"
+    with h5py.File(partial_path(path), "w"):
+        pass
+    fd = os.open(partial_path(path), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)       # as HDF5 locks a file it writes
+        with pytest.raises(ValueError, match="locked by another process"):
+            generate(RotatingDecay(), path, 2, progress=False, **SETTINGS)
+        with pytest.raises(ValueError, match="open for writing in another process"):
+            load(partial_path(path))
+    finally:
+        os.close(fd)
+    assert partial_path(path).exists() and not path.exists()
 
 
 def test_unreadable_partial_file_is_replaced(tmp_path):

@@ -50,7 +50,7 @@ __all__ = ["generate", "load", "describe", "SchemaError", "SCHEMA", "SCHEMA_VERS
 SCHEMA = "pysciml.trajectories"
 SCHEMA_VERSION = 1
 _CHUNK_TARGET_BYTES = 1 << 20
-_GRID_ATTRIBUTES = ("dx", "dy", "dz", "spacing", "boundary", "length", "lengths", "domain")
+_GRID_ATTRIBUTES = ("size", "length", "spacing", "boundary", "n_channels", "dx", "dy", "dz")
 
 
 class SchemaError(ValueError):
@@ -184,6 +184,9 @@ def _open_partial(partial: Path, config: str) -> h5py.File | None:
     be read (interrupted while being written; it is then removed and generation starts over)."""
     try:
         f = h5py.File(partial, "r+")
+    except BlockingIOError:
+        raise ValueError(f"path: {partial} is locked by another process (is a generation of "
+                         f"the same file running?)") from None
     except OSError as exc:
         warnings.warn(f"{partial} cannot be read ({exc}); starting over", RuntimeWarning,
                       stacklevel=3)
@@ -326,6 +329,9 @@ def open_trajectory_file(path: str | os.PathLike, *, allow_partial: bool = False
         raise ValueError(f"path: {path} is a directory, not a trajectory file")
     try:
         f = h5py.File(path, "r")
+    except BlockingIOError:
+        raise ValueError(f"path: {path} is open for writing in another process (a generation "
+                         f"still running?)") from None
     except OSError as exc:
         raise SchemaError(f"path: {path} is not a readable HDF5 file ({exc})") from None
     try:

@@ -272,8 +272,8 @@ def test_gray_scott_steady_states_and_uniform_ode():
 # ------------------------------------------------------------------------------ wave
 def test_wave_energy_conserved_without_damping():
     """Semi-discretely dE/dt = 0 (to round-off, by autograd) and through a Vern7 solve the
-    relative drift stays at the integrator's error (below 1e-9 at rtol 1e-10), on periodic
-    and closed (reflecting) grids."""
+    relative drift stays at the integrator's error (measured 1.1e-9 at rtol 1e-8, 9e-12 at
+    rtol 1e-10), on periodic and closed (reflecting) grids."""
     for boundary in ("periodic", "closed"):
         model = DampedWave2D(16, 1.0, speed=1.5, boundary=boundary, learnable=())
         u0 = model.initial_state((2,), generator=torch.Generator().manual_seed(0))
@@ -282,9 +282,9 @@ def test_wave_energy_conserved_without_damping():
         rate = (gE * model(torch.zeros(2), u0)).sum((-3, -2, -1))
         assert float(rate.abs().max()) < 1e-10 * float(model.energy(u0).max()) * 1e3
         sol = ps.solve(model.ode_problem(u0, (0.0, 1.0)), ps.Vern7(),
-                       saveat=torch.linspace(0, 1, 11), rtol=1e-10, atol=1e-12)
+                       saveat=torch.linspace(0, 1, 11), rtol=1e-8, atol=1e-10)
         E = model.energy(sol.u)
-        assert float(((E - E[0]) / E[0]).abs().max()) < 1e-9, boundary
+        assert float(((E - E[0]) / E[0]).abs().max()) < 1e-8, boundary
         assert float((sol.u[-1, :, 0] - u0[:, 0]).abs().max()) > 0.1  # waves did move
 
 
@@ -428,3 +428,39 @@ def test_burgers_energy_budget():
     assert bool((rate < 0).all())
     upwind = Burgers1D(64, viscosity=0.0, scheme="upwind", learnable=())
     assert bool((upwind.integral((u * upwind(torch.zeros(3), u))[..., 0, :]) < 0).all())
+
+
+# ------------------------------------------------------------------------------ solvers and grids
+@pytest.mark.parametrize("name", ["advection_diffusion", "fitzhugh_nagumo", "gray_scott", "wave",
+                                  "shallow_water", "burgers"])
+def test_implicit_and_explicit_solves_agree(name):
+    """The models work under the implicit methods' torch.func Jacobians: Rodas5P and Tsit5
+    agree at tight tolerances (8-point grids, a batch of 2)."""
+    model = MODELS[name](size=8, learnable=())
+    u0 = model.initial_state((2,), generator=torch.Generator().manual_seed(0))
+    a = ps.solve(model.ode_problem(u0, (0.0, 0.2)), ps.Rodas5P(), saveat=[0.2], rtol=1e-9,
+                 atol=1e-11)
+    b = ps.solve(model.ode_problem(u0, (0.0, 0.2)), ps.Tsit5(), saveat=[0.2], rtol=1e-9,
+                 atol=1e-11)
+    assert a.successful and b.successful
+    assert float((a.u - b.u).abs().max()) < 1e-7 * max(1.0, float(b.u.abs().max()))
+
+
+def test_fitzhugh_nagumo_imex_split():
+    """``SplitODEProblem(model.diffusion, model.reaction)`` under KenCarp4 (diffusion implicit)
+    agrees with Tsit5 on the whole right-hand side."""
+    model = FitzHughNagumo2D(size=8, learnable=())
+    u0 = model.initial_state((2,), generator=torch.Generator().manual_seed(0))
+    prob = ps.SplitODEProblem(model.diffusion, model.reaction, u0, (0.0, 2.5), batch_ndim=1)
+    a = ps.solve(prob, ps.KenCarp4(), saveat=[2.5], rtol=1e-9, atol=1e-11)
+    b = ps.solve(model.ode_problem(u0, (0.0, 2.5)), ps.Tsit5(), saveat=[2.5], rtol=1e-9,
+                 atol=1e-11)
+    assert float((a.u - b.u).abs().max()) < 1e-6
+
+
+def test_spacing_instead_of_length():
+    model = ShallowWater2D((16, 8), spacing=(0.5, 0.25))
+    assert model.length == (8.0, 2.0) and model.spacing == (0.5, 0.25)
+    assert Burgers1D(64, spacing=0.1).length == (6.4,)
+    with pytest.raises(ValueError, match="spacing: expected a positive number"):
+        DampedWave2D(16, spacing=(0.1, 0.0))

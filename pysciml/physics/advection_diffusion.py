@@ -33,7 +33,8 @@ class AdvectionDiffusion2D(GridModel):
 
     Args:
         size: ``H`` or ``(H, W)``, at least 4 points each.
-        length: the domain's extent (a number or ``(Lx, Ly)``).
+        length: the domain's extent (a number or ``(Lx, Ly)``); or give ``spacing`` (a
+            number or ``(hx, hy)``) and the extent is ``size * spacing``.
         velocity: the velocity :math:`(v_x, v_y)`: a pair of numbers or a tensor of shape
             ``(2,)`` (a constant, stored as the uniform field), ``(2, H, W)`` (a field), or
             ``(*batch, 2, H, W)`` (one field per member). Stored as the ``nn.Parameter``
@@ -57,11 +58,12 @@ class AdvectionDiffusion2D(GridModel):
     parameter_ranges = {"diffusivity": (1e-4, 1e-2)}
 
     def __init__(self, size=64, length=1.0, velocity=(1.0, 0.5), diffusivity=1e-3, *,
-                 boundary: str = "periodic", scheme: str = "centred", form: str = "advective",
+                 boundary: str = "periodic", spacing=None, scheme: str = "centred",
+                 form: str = "advective",
                  channels: int = 1, learnable: Iterable[str] | None = None, dtype=None,
                  device=None):
         super().__init__(size, length, boundary, check_int("channels", channels, 1),
-                         dtype=dtype, device=device)
+                         spacing=spacing, dtype=dtype, device=device)
         self.scheme = check_scheme(scheme)
         if form not in ("advective", "conservative"):
             raise ValueError(f"form: expected 'advective' or 'conservative', got {form!r}")

@@ -56,9 +56,10 @@ class Burgers1D(GridModel):
     parameter_ranges = {"viscosity": (0.01, 0.1)}
 
     def __init__(self, size=128, length=2 * math.pi, viscosity=0.05, *,
-                 boundary: str = "periodic", scheme: str = "centred",
+                 boundary: str = "periodic", spacing=None, scheme: str = "centred",
                  learnable: Iterable[str] | None = None, dtype=None, device=None):
-        super().__init__(size, length, boundary, 1, dtype=dtype, device=device)
+        super().__init__(size, length, boundary, 1, spacing=spacing, dtype=dtype,
+                         device=device)
         self.scheme = check_scheme(scheme)
         self._init_parameters({"viscosity": viscosity}, learnable, nonnegative=("viscosity",))
 

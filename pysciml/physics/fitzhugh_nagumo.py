@@ -43,9 +43,10 @@ class FitzHughNagumo2D(GridModel):
     parameter_ranges = {"a": (5e-4, 2e-3), "b": (2.5e-3, 1e-2), "k": (2.5e-3, 1e-2)}
 
     def __init__(self, size=32, length=2.0, a=1e-3, b=5e-3, k=5e-3, *,
-                 boundary: str = "periodic", learnable: Iterable[str] | None = None,
+                 boundary: str = "periodic", spacing=None, learnable: Iterable[str] | None = None,
                  dtype=None, device=None):
-        super().__init__(size, length, boundary, 2, dtype=dtype, device=device)
+        super().__init__(size, length, boundary, 2, spacing=spacing, dtype=dtype,
+                         device=device)
         self._init_parameters({"a": a, "b": b, "k": k}, learnable, nonnegative=("a", "b"))
 
     def diffusion(self, t, u, p=None) -> torch.Tensor:

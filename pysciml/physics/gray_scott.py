@@ -48,9 +48,10 @@ class GrayScott2D(GridModel):
                         "kill": (0.05, 0.065)}
 
     def __init__(self, size=64, length=2.5, du=2e-5, dv=1e-5, feed=0.04, kill=0.06, *,
-                 boundary: str = "periodic", learnable: Iterable[str] | None = None,
+                 boundary: str = "periodic", spacing=None, learnable: Iterable[str] | None = None,
                  dtype=None, device=None):
-        super().__init__(size, length, boundary, 2, dtype=dtype, device=device)
+        super().__init__(size, length, boundary, 2, spacing=spacing, dtype=dtype,
+                         device=device)
         values = {"du": du, "dv": dv, "feed": feed, "kill": kill}
         self._init_parameters(values, learnable, nonnegative=values)
 

@@ -1,7 +1,8 @@
 r"""The common part of the method-of-lines models: a uniform grid and its boundary.
 
 A :class:`GridModel` holds ``size`` (points per dimension), ``length`` (the domain's extent),
-``spacing = length / size`` and ``boundary`` (``"periodic"`` or ``"closed"``, see
+``spacing = length / size`` (a model given ``spacing=`` instead takes
+``length = size * spacing``) and ``boundary`` (``"periodic"`` or ``"closed"``, see
 :mod:`pysciml.physics.operators`). Points are cell centres, :math:`x_i = (i + \tfrac12) h`,
 :math:`i = 0 \dots n-1`, on :math:`[0, L]`; its state is ``(*batch, channels, *size)``.
 """
@@ -24,9 +25,16 @@ class GridModel(PhysicalModel):
 
     ndim: ClassVar[int] = 2
 
-    def __init__(self, size, length, boundary: str, n_channels: int, *, dtype=None,
-                 device=None):
+    def __init__(self, size, length, boundary: str, n_channels: int, *, spacing=None,
+                 dtype=None, device=None):
         super().__init__(dtype=dtype, device=device)
+        if spacing is not None:  # the grid spacing given instead of the domain's extent
+            sizes, _, _ = grid_spacing(size, 1.0, self.ndim)
+            h = (spacing,) * self.ndim if isinstance(spacing, (int, float)) else tuple(spacing)
+            if len(h) != self.ndim or not all(isinstance(x, (int, float)) and x > 0 for x in h):
+                raise ValueError(f"spacing: expected a positive number or {self.ndim} positive "
+                                 f"numbers, got {spacing!r}")
+            length = tuple(n * float(x) for n, x in zip(sizes, h, strict=True))
         self.size, self.length, self.spacing = grid_spacing(size, length, self.ndim)
         self.boundary = check_boundary(boundary)
         self.n_channels = n_channels

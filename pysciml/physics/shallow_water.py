@@ -79,9 +79,10 @@ class ShallowWater2D(GridModel):
                         "drag": (0.0, 0.5)}
 
     def __init__(self, size=64, length=1.0, gravity=1.0, depth=1.0, coriolis=0.0, drag=0.0,
-                 *, linear: bool = False, boundary: str = "periodic",
+                 *, linear: bool = False, boundary: str = "periodic", spacing=None,
                  learnable: Iterable[str] | None = None, dtype=None, device=None):
-        super().__init__(size, length, boundary, 3, dtype=dtype, device=device)
+        super().__init__(size, length, boundary, 3, spacing=spacing, dtype=dtype,
+                         device=device)
         if not isinstance(linear, bool):
             raise TypeError(f"linear: expected a bool, got {type(linear).__name__}")
         self.linear = linear

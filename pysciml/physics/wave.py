@@ -52,9 +52,10 @@ class DampedWave2D(GridModel):
     parameter_ranges = {"speed": (0.5, 2.0), "damping": (0.0, 1.0)}
 
     def __init__(self, size=64, length=1.0, speed=1.0, damping=0.0, *,
-                 boundary: str = "periodic", learnable: Iterable[str] | None = None,
+                 boundary: str = "periodic", spacing=None, learnable: Iterable[str] | None = None,
                  dtype=None, device=None):
-        super().__init__(size, length, boundary, 2, dtype=dtype, device=device)
+        super().__init__(size, length, boundary, 2, spacing=spacing, dtype=dtype,
+                         device=device)
         self._init_parameters({"speed": speed, "damping": damping}, learnable,
                               positive=("speed",), nonnegative=("damping",))
 

@@ -16,7 +16,9 @@ also a good first guess for a classical 4DVar (``FourDVar.minimize(u0=...)``).
 
 The network receives the filled observations (zeros where missing) and the availability mask,
 both of shape ``(K, *batch, *obs)``: :class:`GridWindowEncoder` for observations on the state's
-grid (identity operator, NaN gaps), :class:`MLPWindowEncoder` for any operator.
+grid (identity operator, NaN gaps), :class:`MLPWindowEncoder` for any operator. The encoders
+compute in their own parameters' dtype (e.g. float32 next to a float64 model, which is much
+faster for convolutions on CPU) and return the observations' dtype.
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ class GridWindowEncoder(nn.Module):
         x = (values - self.offset) / self.scale * avail
         x = torch.cat([x, avail], 0).reshape(2 * K, -1, self.channels, *self.grid)
         x = x.movedim(0, 1).reshape(-1, 2 * K * self.channels, *self.grid)
-        h = self.act(self.inp(x))
+        h = self.act(self.inp(x.to(self.inp.weight.dtype)))
         for layer in self.hidden:
             h = h + self.act(layer(h))
-        out = self.offset + self.scale * self.out(h)
+        out = self.offset + self.scale * self.out(h).to(values.dtype)
         return out.reshape(*batch, *self.state_shape)
 
 
@@ -140,7 +142,7 @@ class MLPWindowEncoder(nn.Module):
         x = (values - self.offset) / self.scale * avail
         x = torch.cat([x, avail], 0).reshape(2 * K, -1, math.prod(self.obs_shape))
         x = x.movedim(0, 1).reshape(x.shape[1], -1)
-        out = self.offset + self.scale * self.net(x)
+        out = self.offset + self.scale * self.net(x.to(self.net[0].weight.dtype)).to(values.dtype)
         return out.reshape(*batch, *self.state_shape)
 
 

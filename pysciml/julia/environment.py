@@ -18,10 +18,13 @@ from dataclasses import dataclass
 
 __all__ = ["JuliaStatus", "julia_status"]
 
+INSTALL_COMMAND = 'python -c "import pysciml.julia; pysciml.julia.install()"'
+"""Installs and precompiles the Julia packages (once; several minutes)."""
+
 INSTALL_HINT = (
     'Install the Julia runtime with `pip install "pysciml[julia]"` and a Julia >= 1.10 '
-    "executable (juliaup, or set PYTHON_JULIACALL_EXE to its path). The first start "
-    "installs and compiles the Julia packages, which takes several minutes."
+    "executable (juliaup, or set PYTHON_JULIACALL_EXE to its path), then run "
+    f"`{INSTALL_COMMAND}` once: it installs and compiles the Julia packages (several minutes)."
 )
 
 _EXE_NAME = "julia.exe" if os.name == "nt" else "julia"
@@ -113,7 +116,8 @@ def _found(exe: str, version: str | None) -> JuliaStatus:
         reason="",
         executable=exe,
         juliacall_version=version,
-        hint="The first start installs and compiles the Julia packages (several minutes).",
+        hint=(f"If not done yet, run `{INSTALL_COMMAND}` once (installs and compiles the Julia "
+              "packages: several minutes); Julia then starts on the first solve that uses it."),
     )
 
 

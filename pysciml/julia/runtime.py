@@ -32,14 +32,12 @@ import sys
 import threading
 from typing import Any
 
-from .environment import INSTALL_HINT, julia_status
+from .environment import INSTALL_COMMAND, INSTALL_HINT, julia_status
 
 __all__ = ["JuliaUnavailable", "bridge", "install", "is_started", "start_error", "load_packages"]
 
 MODULE_NAME = "PySciMLRuntime"
 """The name of the juliacall module the bridge is loaded into (``juliacall.newmodule``)."""
-
-INSTALL_COMMAND = 'python -c "import pysciml.julia; pysciml.julia.install()"'
 
 _lock = threading.Lock()
 _bridge: Any = None

@@ -182,8 +182,8 @@ class GenerationPlan:
         prob = ODEProblem(self.solver_model, u0, (t[0], t[-1]), p=p, batch_ndim=1)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # failures are reported below
-            sol = ps_solve(prob, self.alg, saveat=self.t.to(self.dtype), rtol=self.rtol,
-                           atol=self.atol, **self.solve_kwargs)
+            sol = ps_solve(prob, self.alg, saveat=self.t.to(self.device, self.dtype),
+                           rtol=self.rtol, atol=self.atol, **self.solve_kwargs)
         status = sol.status.reshape(-1).to("cpu", torch.int8)
         if self.on_failure == "raise" and bool((status != 1).any()):
             from pysciml import ReturnCode

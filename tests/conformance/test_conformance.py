@@ -234,3 +234,50 @@ def test_julia_source_rhs_values_and_gradients(julia_runtime):
     logistic_exact(ts[:, None, None], u0_ref[None], r_ref).sum().backward()
     assert torch.allclose(u0.grad, u0_ref.grad, rtol=1e-5)
     assert math.isclose(float(r.grad), float(r_ref.grad), rel_tol=1e-5)
+
+
+def test_hybrid_julia_physics_and_torch_network(julia_runtime):
+    class Network(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.lin = torch.nn.Linear(2, 2).double()
+
+        def forward(self, t, u, p=None):
+            return torch.tanh(self.lin(u))
+
+    network = Network()
+    net = network.lin
+    physics = JuliaFunction("decay(u, p, t) = -p[1] .* u", "decay")
+    k = torch.tensor([0.6], requires_grad=True)
+    u0 = torch.tensor([0.4, -0.3])
+    hybrid = ps.julia.HybridFunction(physics, network)
+    sol = ps.solve(ps.ODEProblem(hybrid, u0, (0.0, 1.0), k), ps.Tsit5(), saveat=[0.5, 1.0],
+                   rtol=1e-10, atol=1e-12, sensealg=ps.InterpolatingAdjoint())
+    sol.u.sum().backward()
+    got = [k.grad.clone(), net.weight.grad.clone()]
+    k.grad = None
+    net.zero_grad()
+
+    # the same model in torch alone, on the native runtime
+    def torch_only(t, u, p):
+        return -p * u + network(t, u, p)
+
+    ref = ps.solve(ps.ODEProblem(torch_only, u0, (0.0, 1.0), k), ps.Tsit5(),
+                   saveat=[0.5, 1.0], rtol=1e-10, atol=1e-12, backend="native")
+    assert torch.allclose(sol.u, ref.u, rtol=1e-7)
+    ref.u.sum().backward()
+    assert torch.allclose(got[0], k.grad, rtol=1e-5)
+    assert torch.allclose(got[1], net.weight.grad, rtol=1e-5, atol=1e-9)
+
+
+def test_gpu_ensemble_of_a_julia_function(julia_runtime):
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA not available")
+    f = JuliaFunction("decay(u, p, t) = -p[1] .* u", "decay", gpu="kernel")
+    u0 = torch.rand(64, 2, dtype=torch.float64, device="cuda") + 0.5
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64, device="cuda")
+    prob = ps.ODEProblem(f, u0, (0.0, 1.0), torch.tensor([0.9], device="cuda"), batch_ndim=1)
+    sol = ps.solve(prob, ps.Tsit5(), saveat=ts, rtol=1e-8, atol=1e-10)
+    assert sol.u.device.type == "cuda" and sol.u.shape == (3, 64, 2)
+    assert torch.allclose(sol.u, u0[None] * torch.exp(-0.9 * ts)[:, None, None], rtol=1e-6)

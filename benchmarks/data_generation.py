@@ -9,6 +9,9 @@ over t in [0, 5] with 51 save times, Tsit5 at rtol = 1e-6, atol = 1e-8, float64:
 * to HDF5: ``generate(..., chunk_size=B)``: the batched solve plus gzip-compressed HDF5 writing
   (atomic, resumable).
 
+Then ``TrajectoryDataset`` reads 2000 random windows (history 10, horizon 20) of that file in one
+process: ``windows/s``.
+
 All three include drawing the random initial states and parameters. Members 0..k-1 are the same
 in every mode (per-member seeds), so the table also gives the largest difference between the
 batched and one-at-a-time results for them. Prints a table with the ratio batched / one at a
@@ -42,7 +45,7 @@ from common import (  # noqa: E402
     write_json_atomic,
 )
 
-from pysciml.data import generate, simulate  # noqa: E402
+from pysciml.data import TrajectoryDataset, generate, simulate  # noqa: E402
 
 CASES = {
     "lorenz96": {"model_kwargs": {"n": 40, "forcing": 8.0}, "sample_parameters": False},
@@ -69,6 +72,12 @@ def run_case(name: str, batch: int, single: int, t: torch.Tensor, device: torch.
     t_h5, _ = _timed(lambda: generate(name, path, batch, chunk_size=batch, progress=False,
                                       **settings), device)
     diff = float((many.u[:single] - one.u).abs().max())
+    dataset = TrajectoryDataset(path, history=10, horizon=20)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:2000]
+    start = time.perf_counter()
+    for index in order.tolist():
+        dataset[index]
+    windows_per_s = order.numel() / (time.perf_counter() - start)
     row = {
         "model": name, "state_shape": list(one.u.shape[2:]), "save_times": int(t.numel()),
         "batch_size": batch,
@@ -78,6 +87,7 @@ def run_case(name: str, batch: int, single: int, t: torch.Tensor, device: torch.
         "hdf5": {"trajectories": batch, "seconds": t_h5, "traj_per_s": batch / t_h5,
                  "file_bytes": path.stat().st_size},
         "max_abs_diff_batched_vs_single": diff,
+        "dataset_random_windows_per_s": windows_per_s,
     }
     row["ratio_batched_over_single"] = row["batched"]["traj_per_s"] / row["single"]["traj_per_s"]
     row["ratio_hdf5_over_single"] = row["hdf5"]["traj_per_s"] / row["single"]["traj_per_s"]
@@ -116,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_case(name, args.batch, args.single, t, device, Path(tmp)))
     table = [[r["model"], f"{r['single']['traj_per_s']:.1f}", f"{r['batched']['traj_per_s']:.1f}",
               f"{r['hdf5']['traj_per_s']:.1f}", f"{r['ratio_batched_over_single']:.1f}×",
-              f"{r['ratio_hdf5_over_single']:.1f}×", f"{r['max_abs_diff_batched_vs_single']:.1e}"]
-             for r in rows]
+              f"{r['ratio_hdf5_over_single']:.1f}×", f"{r['max_abs_diff_batched_vs_single']:.1e}",
+              f"{r['dataset_random_windows_per_s']:.0f}"] for r in rows]
     print_table(["model", "one at a time [traj/s]", f"batched {args.batch} [traj/s]",
                  f"to HDF5, chunk {args.batch} [traj/s]", "batched / one", "HDF5 / one",
-                 "max |batched − one|"], table,
+                 "max |batched − one|", "windows/s"], table,
                 title=f"data generation on {device} (t in [0, {args.t1:g}], {args.nt} save "
                       f"times, Tsit5, rtol 1e-6, float64)")
     record = {"benchmark": "data_generation", "quick": args.quick, "device": str(device),

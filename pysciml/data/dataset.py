@@ -60,6 +60,7 @@ class TrajectoryDataset(torch.utils.data.Dataset):
             raise ValueError(f"dtype: expected a floating-point torch dtype, got {dtype!r}")
         self.dtype = dtype
         self._file: h5py.File | None = None
+        self._u: h5py.Dataset | None = None
         self._pid: int | None = None
         if isinstance(source, Trajectories):
             self.path: Path | None = None
@@ -116,10 +117,12 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         if self._memory is not None:
             return self._memory.u[member, start:stop]
         if self._file is None or self._pid != os.getpid():
-            # after a fork, a handle inherited from the parent must not be shared
-            self._file = h5py.File(self.path, "r", rdcc_nbytes=16 << 20)
+            # after a fork, a handle inherited from the parent must not be shared; the dataset
+            # stays open, since its chunk cache (decompressed chunks) lives with the open object
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=16 << 20, rdcc_nslots=10007)
+            self._u = self._file["u"]
             self._pid = os.getpid()
-        return torch.from_numpy(self._file["u"][member, start:stop])
+        return torch.from_numpy(self._u[member, start:stop])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         member, start = self.window(index)
@@ -140,11 +143,11 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         """Close this process's file handle (reopened on the next item)."""
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
-        self._file, self._pid = None, None
+        self._file, self._u, self._pid = None, None, None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_file"], state["_pid"] = None, None
+        state["_file"], state["_u"], state["_pid"] = None, None, None
         return state
 
     def __del__(self) -> None:

@@ -115,6 +115,10 @@ def test_bad_parameters():
         HIRES(k13=1.0)
     with pytest.raises(ValueError, match=r"u0: expected shape \(\*batch, 40\)"):
         Lorenz96().ode_problem(torch.zeros(5, 39))
+    with pytest.raises(ValueError, match=r"u: expected shape \(\*batch, 40\) for Lorenz96"):
+        Lorenz96()(torch.zeros(()), torch.zeros(39))
+    with pytest.raises(TypeError, match="p: Lorenz63 takes None or a dict"):
+        Lorenz63()(torch.zeros(()), torch.zeros(3), torch.ones(3))
 
 
 # ------------------------------------------------------------------------------ physics

@@ -101,6 +101,7 @@ class AdvectionDiffusion2D(GridModel):
         return self._value("diffusivity", p, trailing=3) * self.laplacian(u)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         return self.advection(t, u, p) + self.diffusion(t, u, p)
 
     def initial_state(self, batch_shape=(), generator=None):

@@ -52,7 +52,7 @@ class Brusselator2D(PhysicalModel):
     parameter_ranges = {"alpha": (1.0, 20.0)}
     t_forcing = 1.1
 
-    def __init__(self, n: int, alpha: float = 10.0, dtype=torch.float64, device=None, *,
+    def __init__(self, n: int = 32, alpha: float = 10.0, dtype=torch.float64, device=None, *,
                  learnable: Iterable[str] | None = ()):
         super().__init__(dtype=dtype, device=device)
         self.n = check_int("n", n, 3)
@@ -104,6 +104,7 @@ class Brusselator2D(PhysicalModel):
         return torch.stack([1 + uuv - 4.4 * U + self.forcing * on, 3.4 * U - uuv], -3)
 
     def forward(self, t, u, p=None) -> torch.Tensor:
+        self._check_state(u)
         return self.diffusion(t, u, p) + self.reaction(t, u)
 
     def precondition(self, t, u, hgamma, r) -> torch.Tensor:
@@ -112,3 +113,6 @@ class Brusselator2D(PhysicalModel):
         spectrum = torch.fft.fft2(r)
         alpha = self.alpha.reshape(self.alpha.shape + (1, 1, 1)) if self.alpha.ndim else self.alpha
         return torch.fft.ifft2(spectrum / (1 - hg * alpha * self.laplacian_eigenvalues)).real
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, " + super().extra_repr()

@@ -77,6 +77,7 @@ class Burgers1D(GridModel):
         return (flux - operators.shift(flux, -1, -1, b, parity=0)) / h
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         nu = self._value("viscosity", p, trailing=2)
         if self.boundary == "periodic":
             lap = operators.laplacian(u, self.spacing, "periodic")

@@ -63,6 +63,7 @@ class FitzHughNagumo2D(GridModel):
         return torch.stack([U - U ** 3 - k - V, U - V], -3)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         return self.diffusion(t, u, p) + self.reaction(t, u, p)
 
     def initial_state(self, batch_shape=(), generator=None):

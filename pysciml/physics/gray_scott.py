@@ -71,6 +71,7 @@ class GrayScott2D(GridModel):
         return torch.stack([-uvv + F * (1 - U), uvv - (F + k) * V], -3)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         return self.diffusion(t, u, p) + self.reaction(t, u, p)
 
     def initial_state(self, batch_shape=(), generator=None):

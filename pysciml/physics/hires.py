@@ -65,6 +65,7 @@ class HIRES(PhysicalModel):
         return (8,)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         k = [self._value(name, p) for name in self.parameter_names]
         y = u.unbind(-1)
         r = k[9] * y[5] * y[7]

@@ -46,6 +46,7 @@ class Lorenz63(PhysicalModel):
         return (3,)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         x, y, z = u[..., 0], u[..., 1], u[..., 2]
         s, r, b = self._value("sigma", p), self._value("rho", p), self._value("beta", p)
         return torch.stack([s * (y - x), x * (r - z) - y, x * y - b * z], -1)

@@ -48,6 +48,7 @@ class Lorenz96(PhysicalModel):
         return (self.n,)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         forcing = self._value("forcing", p, trailing=1)
         ahead = torch.roll(u, -1, -1)  # x_{i+1}
         behind = torch.roll(u, 1, -1)  # x_{i-1}

@@ -47,6 +47,7 @@ class LotkaVolterra(PhysicalModel):
         return (2,)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         x, y = u[..., 0], u[..., 1]
         a, b = self._value("alpha", p), self._value("beta", p)
         g, d = self._value("gamma", p), self._value("delta", p)

@@ -131,12 +131,13 @@ def laplacian(f: torch.Tensor, spacing: float | Sequence[float],
     h = _spacing(spacing)
     check_boundary(boundary)
     d = len(h)
+    inverse = [1.0 / hk ** 2 for hk in h]
     out = None
-    for k in range(d):
+    for k in range(d):  # sum_k (f_{i+1} + f_{i-1}) / h_k^2, then - 2 f sum_k 1/h_k^2
         dim = k - d
-        term = (shift(f, 1, dim, boundary) - 2 * f + shift(f, -1, dim, boundary)) / h[k] ** 2
-        out = term if out is None else out + term
-    return out
+        pair = shift(f, 1, dim, boundary) + shift(f, -1, dim, boundary)
+        out = pair * inverse[k] if out is None else torch.add(out, pair, alpha=inverse[k])
+    return torch.add(out, f, alpha=-2 * sum(inverse))
 
 
 def advection_upwind(f: torch.Tensor, velocity: torch.Tensor,

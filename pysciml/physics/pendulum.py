@@ -51,6 +51,7 @@ class DampedPendulum(PhysicalModel):
         return (2,)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         theta, omega = u[..., 0], u[..., 1]
         w0, alpha = self._value("omega0", p), self._value("alpha", p)
         return torch.stack([omega, -w0 * w0 * torch.sin(theta) - alpha * omega], -1)

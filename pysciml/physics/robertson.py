@@ -49,6 +49,7 @@ class Robertson(PhysicalModel):
         return (3,)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         y1, y2, y3 = u[..., 0], u[..., 1], u[..., 2]
         k1, k2, k3 = self._value("k1", p), self._value("k2", p), self._value("k3", p)
         a, b, c = k1 * y1, k2 * y2 * y2, k3 * y2 * y3

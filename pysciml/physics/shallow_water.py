@@ -114,6 +114,7 @@ class ShallowWater2D(GridModel):
         return torch.cat([pad, f.narrow(dim, 0, f.shape[dim] - 1)], dim)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         eta, U_vel, V_vel = u[..., 0, :, :], u[..., 1, :, :], u[..., 2, :, :]
         g = self._value("gravity", p, trailing=2)
         H = self._value("depth", p, trailing=2)

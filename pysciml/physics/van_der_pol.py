@@ -48,6 +48,7 @@ class VanDerPol(PhysicalModel):
         return (2,)
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         x, y = u[..., 0], u[..., 1]
         mu = self._value("mu", p)
         return torch.stack([y, mu * (1 - x * x) * y - x], -1)

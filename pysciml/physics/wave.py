@@ -60,6 +60,7 @@ class DampedWave2D(GridModel):
                               positive=("speed",), nonnegative=("damping",))
 
     def forward(self, t, u, p=None):
+        self._check_state(u)
         w, wt = u[..., 0, :, :], u[..., 1, :, :]
         c = self._value("speed", p, trailing=2)
         gamma = self._value("damping", p, trailing=2)

@@ -178,3 +178,41 @@ def test_bad_input():
         op.flux_divergence(f, torch.zeros(2, 8, 8), (1.0, 1.0), scheme="weno")
     with pytest.raises(ValueError, match="axis: expected"):
         op.derivative(f, 2, (1.0, 1.0))
+
+
+def _even(f: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The mirror extension of a field on [0, L] to the periodic [0, 2L] (even about x = 0)."""
+    return torch.cat([f, f.flip(dim)], dim)
+
+
+def _odd(f: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return torch.cat([f, -f.flip(dim)], dim)
+
+
+def test_closed_is_the_mirror_extended_periodic_grid():
+    r"""A closed (cell-centred) grid on :math:`[0, L]` is the periodic grid on :math:`[0, 2L]`
+    with mirrored fields: scalars even, normal velocity odd. Each operator on the closed grid
+    equals the periodic operator on the extension, restricted to :math:`[0, L]`."""
+    g = torch.Generator().manual_seed(0)
+    n, h = 12, (0.3,)
+    f = torch.rand(2, n, generator=g)
+    v = torch.randn(2, 1, n, generator=g)
+    fe, ve = _even(f), _odd(v)
+
+    def same(closed, periodic):
+        torch.testing.assert_close(closed, periodic[..., :n], rtol=1e-13, atol=1e-13)
+
+    same(op.laplacian(f, h, "closed"), op.laplacian(fe, h))
+    same(op.derivative(f, 0, h, "closed"), op.derivative(fe, 0, h))
+    same(op.divergence(v, h, "closed"), op.divergence(ve, h))
+    for scheme in ("centred", "upwind"):
+        same(op.flux_divergence(f, v, h, "closed", scheme), op.flux_divergence(fe, ve, h,
+                                                                              scheme=scheme))
+    same(op.advection_upwind(f, v, h, "closed"), op.advection_upwind(fe, ve, h))
+    same(op.advection_centred(f, v, h, "closed"), op.advection_centred(fe, ve, h))
+    # 2D: mirrored along both axes
+    F = torch.rand(3, 10, 7, generator=g)
+    FE = _even(_even(F, -1), -2)
+    torch.testing.assert_close(op.laplacian(F, (0.1, 0.2), "closed"),
+                               op.laplacian(FE, (0.1, 0.2))[..., :10, :7], rtol=1e-13,
+                               atol=1e-13)

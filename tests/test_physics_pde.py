@@ -464,3 +464,23 @@ def test_spacing_instead_of_length():
     assert Burgers1D(64, spacing=0.1).length == (6.4,)
     with pytest.raises(ValueError, match="spacing: expected a positive number"):
         DampedWave2D(16, spacing=(0.1, 0.0))
+
+
+@pytest.mark.parametrize("scheme", ["centred", "upwind"])
+def test_burgers_closed_is_the_odd_extension(scheme):
+    r"""Walls with :math:`u = 0` on :math:`[0, L]` are the periodic problem on :math:`[0, 2L]`
+    with the odd extension :math:`u(2L - x) = -u(x)`: equal right-hand sides, and equal
+    solutions through a solve."""
+    n, L = 32, 3.0
+    closed = Burgers1D(n, L, 0.05, boundary="closed", scheme=scheme, learnable=())
+    periodic = Burgers1D(2 * n, 2 * L, 0.05, scheme=scheme, learnable=())
+    u = closed.initial_state((2,), generator=torch.Generator().manual_seed(0))
+    extended = torch.cat([u, -u.flip(-1)], -1)
+    torch.testing.assert_close(closed(torch.zeros(2), u),
+                               periodic(torch.zeros(2), extended)[..., :n], rtol=1e-12,
+                               atol=1e-12)
+    a = ps.solve(closed.ode_problem(u, (0.0, 0.5)), ps.Tsit5(), saveat=[0.5], rtol=1e-9,
+                 atol=1e-11)
+    b = ps.solve(periodic.ode_problem(extended, (0.0, 0.5)), ps.Tsit5(), saveat=[0.5],
+                 rtol=1e-9, atol=1e-11)
+    assert float((a.u - b.u[..., :n]).abs().max()) < 1e-8

@@ -15,9 +15,10 @@ on a grid of ``N`` cell centres, state ``(*batch, 1, N)``. Two discretisations o
   stable through shocks.
 
 The viscous term is the three-point Laplacian. ``"closed"`` boundaries are walls where
-:math:`u = 0` (odd ghost cells). Periodic solutions by the Cole–Hopf transform,
-:math:`u = -2\nu\,\partial_x\log\varphi` with :math:`\varphi_t = \nu\varphi_{xx}`, check the
-model in ``tests/test_physics_pde.py``.
+:math:`u = 0`, by odd ghost cells (:math:`u_{-1} = -u_0`): the closed problem on :math:`[0, L]`
+is exactly the periodic one on :math:`[0, 2L]` with the odd extension of the state. Periodic
+solutions by the Cole–Hopf transform, :math:`u = -2\nu\,\partial_x\log\varphi` with
+:math:`\varphi_t = \nu\varphi_{xx}`, check the model in ``tests/test_physics_pde.py``.
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ class Burgers1D(GridModel):
             return (operators.derivative(u * u, 0, h, b, parity=1)
                     + u * operators.derivative(u, 0, h, b, parity=-1)) / 3
         right = operators.shift(u, 1, -1, b, parity=-1)
-        speed = torch.maximum(u.abs(), right.abs())
-        flux = (u * u + right * right) / 4 - speed * (right - u) / 2  # at i + 1/2
-        if b == "closed":  # u = 0 on the walls: no flux through them
-            flux = torch.cat([flux[..., :-1], torch.zeros_like(flux[..., :1])], -1)
-        return (flux - operators.shift(flux, -1, -1, b, parity=0)) / h
+        flux = _rusanov(u, right)  # at i + 1/2
+        if b == "periodic":
+            left_flux = torch.roll(flux, 1, -1)
+        else:  # the west wall's face sees the mirror image -u_0 of the first cell
+            first = u[..., :1]
+            left_flux = torch.cat([_rusanov(-first, first), flux[..., :-1]], -1)
+        return (flux - left_flux) / h
 
     def forward(self, t, u, p=None):
         self._check_state(u)
@@ -98,3 +101,9 @@ class Burgers1D(GridModel):
         shape = tuple(batch_shape) + (1,)
         return smooth_random_field(shape, self.size, self.size[0] / 16, generator, self.dtype,
                                    self.device)
+
+
+def _rusanov(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    r"""The Rusanov flux of :math:`u^2/2` between two states."""
+    speed = torch.maximum(left.abs(), right.abs())
+    return (left * left + right * right) / 4 - speed * (right - left) / 2

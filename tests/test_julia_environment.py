@@ -278,3 +278,21 @@ def test_julia_function_arguments_are_checked():
         JuliaFunction("f(u,p,t) = u", "f", gpu="tpu")
     with pytest.raises(TypeError, match="physics: expected a JuliaFunction"):
         ps.julia.HybridFunction(lambda t, u, p: u, torch.nn.Linear(2, 2))
+
+
+def test_doctor_hint_reads_juliapkg_record(fake_julia, tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    project = tmp_path / "jlproject"
+    monkeypatch.setenv("PYTHON_JULIAPKG_PROJECT", str(project))
+    assert "not installed yet" in environment.julia_status().hint
+    ours = os.path.normcase(os.path.normpath(environment.JULIAPKG_JSON))
+    digest = hashlib.sha256(Path(environment.JULIAPKG_JSON).read_bytes()).hexdigest()
+    (project / "pyjuliapkg").mkdir(parents=True)
+    meta = project / "pyjuliapkg" / "meta.json"
+    meta.write_text(json.dumps({"deps_files": {ours: {"hash_sha256": "0" * 64}}}))
+    assert "changed since they were installed" in environment.julia_status().hint
+    meta.write_text(json.dumps({"deps_files": {ours: {"hash_sha256": digest}}}))
+    status = environment.julia_status()
+    assert status.available and "are installed" in status.hint

@@ -8,6 +8,7 @@ runs Julia, installs anything or raises.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -116,9 +117,39 @@ def _found(exe: str, version: str | None) -> JuliaStatus:
         reason="",
         executable=exe,
         juliacall_version=version,
-        hint=(f"If not done yet, run `{INSTALL_COMMAND}` once (installs and compiles the Julia "
-              "packages: several minutes); Julia then starts on the first solve that uses it."),
+        hint=packages_state(),
     )
+
+
+JULIAPKG_JSON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "juliapkg.json")
+"""pysciml's declaration of its Julia packages (found by juliapkg in the installed package)."""
+
+
+def packages_state() -> str:
+    """Whether juliapkg has installed pysciml's Julia packages, read from juliapkg's own record
+    (``pyjuliapkg/meta.json`` of its project: the dependency files it resolved, with their
+    hashes), without running anything. Never raises."""
+    try:
+        with open(JULIAPKG_JSON, "rb") as fp:
+            digest = hashlib.sha256(fp.read()).hexdigest()
+        ours = os.path.normcase(os.path.normpath(JULIAPKG_JSON))
+        for project in _juliapkg_projects(_julia_depot()):
+            meta = _read_json(os.path.join(project, "pyjuliapkg", "meta.json"))
+            files = meta.get("deps_files") if isinstance(meta, dict) else None
+            if not isinstance(files, dict):
+                continue
+            entry = files.get(ours)
+            if isinstance(entry, dict) and entry.get("hash_sha256") == digest:
+                return (f"The Julia packages are installed (juliapkg project {project}); Julia "
+                        "starts on the first solve that uses it.")
+            if entry is not None:
+                return (f"pysciml's Julia packages changed since they were installed: run "
+                        f"`{INSTALL_COMMAND}`.")
+    except OSError:
+        pass
+    return (f"The Julia packages are not installed yet: run `{INSTALL_COMMAND}` once (installs "
+            "and compiles them: several minutes).")
 
 
 def _is_installed(name: str) -> bool:

@@ -484,3 +484,38 @@ def test_burgers_closed_is_the_odd_extension(scheme):
     b = ps.solve(periodic.ode_problem(extended, (0.0, 0.5)), ps.Tsit5(), saveat=[0.5],
                  rtol=1e-9, atol=1e-11)
     assert float((a.u - b.u[..., :n]).abs().max()) < 1e-8
+
+
+def _face_odd(f: torch.Tensor, dim: int) -> torch.Tensor:
+    """Odd mirror extension of a face field whose index 0 lies on the wall (and is 0)."""
+    zero = torch.zeros_like(f.narrow(dim, 0, 1))
+    return torch.cat([f, zero, -f.narrow(dim, 1, f.shape[dim] - 1).flip(dim)], dim)
+
+
+def _centre_even(f: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.cat([f, f.flip(dim)], dim)
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_shallow_water_walls_are_mirrors(linear):
+    r"""Free-slip walls on :math:`[0, L_x]\times[0, L_y]` are the periodic problem on the
+    doubled domain with the mirrored state (:math:`\eta` even, normal velocity odd,
+    tangential even, on the C-grid's own points): the right-hand sides agree on the original
+    quarter (random velocities). Without rotation only: the Coriolis force is not
+    mirror-symmetric (a reflection reverses the sense of rotation), and there the walls hold
+    the normal velocity at zero directly."""
+    n, m = 10, 6
+    kw = dict(gravity=1.3, depth=0.8, coriolis=0.0, drag=0.2, linear=linear, learnable=())
+    closed = ShallowWater2D((n, m), (1.0, 0.6), boundary="closed", **kw)
+    periodic = ShallowWater2D((2 * n, 2 * m), (2.0, 1.2), **kw)
+    state = 0.1 * torch.randn(2, 3, n, m, generator=torch.Generator().manual_seed(0))
+    state = state * closed.wall_mask
+    eta, u, v = state[:, 0], state[:, 1], state[:, 2]
+    extended = torch.stack([
+        _centre_even(_centre_even(eta, -2), -1),
+        _centre_even(_face_odd(u, -2), -1),
+        _face_odd(_centre_even(v, -2), -1),
+    ], 1)
+    torch.testing.assert_close(closed(torch.zeros(2), state),
+                               periodic(torch.zeros(2), extended)[..., :n, :m], rtol=1e-12,
+                               atol=1e-12)

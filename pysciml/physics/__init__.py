@@ -4,6 +4,28 @@ Every model is a :class:`PhysicalModel` (an ``nn.Module`` with ``forward(t, u, p
 learnable parameters, ``initial_state``, ``default_algorithm``); :data:`MODELS` maps each
 model's registry ``name`` to its class.
 
+==================  ======================  ====================  ==============================
+name                class                   state                 parameters
+==================  ======================  ====================  ==============================
+pendulum            DampedPendulum          (2,)                  omega0, alpha
+lotka_volterra      LotkaVolterra           (2,)                  alpha, beta, gamma, delta
+lorenz63            Lorenz63                (3,)                  sigma, rho, beta
+lorenz96            Lorenz96                (n,)                  forcing
+robertson           Robertson (stiff)       (3,)                  k1, k2, k3
+van_der_pol         VanDerPol               (2,)                  mu
+hires               HIRES (stiff)           (8,)                  k1 … k12
+advection_diffusion AdvectionDiffusion2D    (C, H, W)             velocity (2, H, W), diffusivity
+fitzhugh_nagumo     FitzHughNagumo2D        (2, H, W)             a, b, k
+gray_scott          GrayScott2D             (2, H, W)             du, dv, feed, kill
+wave                DampedWave2D            (2, H, W)             speed, damping
+shallow_water       ShallowWater2D          (3, H, W)             gravity, depth, coriolis, drag
+burgers             Burgers1D               (1, N)                viscosity
+brusselator         Brusselator2D (stiff)   (2, n, n)             alpha
+==================  ======================  ====================  ==============================
+
+Grid models take ``size``, ``length`` (or ``spacing``) and ``boundary`` (``"periodic"`` or
+``"closed"``); their finite differences live in :mod:`pysciml.physics.operators`.
+
 >>> import torch, pysciml as ps
 >>> from pysciml.physics import MODELS
 >>> model = MODELS["lorenz63"]()

@@ -79,6 +79,8 @@ def test_dataloader_with_two_workers_matches_one_process(data_file):
     ds = TrajectoryDataset(data_file, 5, 7, 2)
     assert ds._file is None                                   # nothing opened until an item
     serial = list(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=0))
+    handle = ds._u
+    assert handle is not None and ds[1] is not None and ds._u is handle  # one open dataset
     ds.close()
     parallel = list(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2))
     assert len(serial) == len(parallel) == -(-len(ds) // 4)

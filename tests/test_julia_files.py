@@ -283,3 +283,40 @@ def test_uuids_are_the_registered_ones(juliapkg, bridge_project, env_project):
     seen.pop("PySciMLBridge")
     assert seen == {name: REGISTERED[name] for name in seen}
     assert set(seen) == set(REGISTERED)
+
+
+def _python_call_sites() -> list[tuple[str, str, int, int]]:
+    """Every ``call(bridge, "name", args...)`` in pysciml: (file, name, positional count,
+    line)."""
+    import ast
+
+    sites = []
+    for path in sorted((ROOT / "pysciml").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name != "call" or len(node.args) < 2:
+                continue
+            target = node.args[1]
+            assert isinstance(target, ast.Constant) and isinstance(target.value, str), \
+                f"{path}:{node.lineno}: entry point names must be literals"
+            assert not any(isinstance(a, ast.Starred) for a in node.args), \
+                f"{path}:{node.lineno}: no *args in entry point calls"
+            sites.append((str(path.relative_to(ROOT)), target.value, len(node.args) - 2,
+                          node.lineno))
+    return sites
+
+
+def test_python_call_sites_match_the_entry_point_table():
+    sites = _python_call_sites()
+    called = {name for _, name, _, _ in sites}
+    # every call the runtime makes (the GPU ones included) goes through the table
+    assert {"torch_rhs", "julia_rhs", "hybrid_rhs", "evaluate_rhs", "solve_forward",
+            "solve_pullback", "apply_pullback", "interpolate", "solve_ensemble_gpu",
+            "wrap_cuda", "share_cuda"} <= called
+    for file, name, n, line in sites:
+        assert name in ENTRY_POINTS, f"{file}:{line}: {name} is not an entry point"
+        assert n == len(ENTRY_POINTS[name]), f"{file}:{line}: {name} called with {n} arguments"

@@ -7,6 +7,7 @@ sets ``handler`` to a ``_run_<name>(args) -> int`` function; register it in ``_S
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -192,6 +193,31 @@ def _algorithm(name: str | None):
     return cls()
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's preemption), handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Within the block, SIGTERM raises :class:`_Terminated` so that generation stops between
+    chunks' writes as on Ctrl-C (the partial file is closed cleanly)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
@@ -262,19 +288,22 @@ def _run_generate(args: argparse.Namespace) -> int:
         sample = True if spec == "all" else [x.strip() for x in spec.split(",") if x.strip()]
     solve_kwargs = {} if args.max_steps is None else {"max_steps": args.max_steps}
     try:
-        path = generate(
-            args.model, args.out, args.n, t=torch.linspace(t0, t1, args.nt, dtype=torch.float64),
-            seed=args.seed, chunk_size=args.chunk_size, sample_parameters=sample, alg=alg,
-            rtol=args.rtol, atol=args.atol, device=args.device, dtype=getattr(torch, args.dtype),
-            model_kwargs=params, solve_kwargs=solve_kwargs,
-            on_failure="keep" if args.keep_failed else "raise",
-            compression=None if args.compression == "none" else args.compression,
-            overwrite=args.overwrite, resume=not args.no_resume,
-            progress="none" if args.quiet else args.progress)
-    except KeyboardInterrupt:
-        print(f"pysciml generate: interrupted; finished chunks are kept in "
+        with _terminate_as_interrupt():
+            path = generate(
+                args.model, args.out, args.n,
+                t=torch.linspace(t0, t1, args.nt, dtype=torch.float64), seed=args.seed,
+                chunk_size=args.chunk_size, sample_parameters=sample, alg=alg, rtol=args.rtol,
+                atol=args.atol, device=args.device, dtype=getattr(torch, args.dtype),
+                model_kwargs=params, solve_kwargs=solve_kwargs,
+                on_failure="keep" if args.keep_failed else "raise",
+                compression=None if args.compression == "none" else args.compression,
+                overwrite=args.overwrite, resume=not args.no_resume,
+                progress="none" if args.quiet else args.progress)
+    except KeyboardInterrupt as exc:
+        how = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"pysciml generate: {how}; finished chunks are kept in "
               f"{partial_path(args.out)}: rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
     if not args.quiet:
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -96,6 +96,28 @@ def test_progress_lines_and_resume_message(tmp_path, capsys, monkeypatch):
     assert "chunk 3/3 done, 6/6 trajectories" in err and f"wrote {path}" in err
 
 
+def test_sigterm_stops_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "term.h5"
+    calls = []
+    original = __import__("pysciml.data.trajectories", fromlist=["x"]).GenerationPlan.solve
+
+    def solve(plan, members):
+        calls.append(members)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)       # arrives while the second chunk solves
+        return original(plan, members)
+
+    monkeypatch.setattr("pysciml.data.trajectories.GenerationPlan.solve", solve)
+    before = signal.getsignal(signal.SIGTERM)
+    rc, _, err = _run(["generate", "test_data:RotatingDecay", "--n", 6, "--out", path,
+                       "--chunk-size", 2, "--nt", 5, "--quiet"], capsys)
+    assert rc == 143 and "terminated; finished chunks are kept in" in err
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert not path.exists()
+    with h5py.File(partial_path(path)) as f:
+        assert f["chunks_done"][0] == 1 and f["chunks_done"][2] == 0
+
+
 def test_models_lists_the_registry(capsys):
     rc, out, _ = _run(["models"], capsys)
     assert rc == 0

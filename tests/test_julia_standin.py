@@ -313,3 +313,14 @@ def test_hybrid_plumbing_matches_the_torch_only_model(standin):
 
     for a, b in zip(run(True), run(False)):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-10), (a, b)
+
+
+def test_float32_problem_keeps_its_dtype(standin):
+    u0 = torch.tensor([1.0, 2.0], dtype=torch.float32, requires_grad=True)
+    k = torch.tensor(0.5, dtype=torch.float32, requires_grad=True)
+    sol = ps.solve(ps.ODEProblem(_decay, u0, (0.0, 1.0), k), ps.Tsit5(), saveat=[1.0],
+                   sensealg=ps.QuadratureAdjoint(), rtol=1e-8, atol=1e-10)
+    assert sol.u.dtype == torch.float32
+    sol.u.sum().backward()
+    assert u0.grad.dtype == torch.float32 and k.grad.dtype == torch.float32
+    assert math.isclose(float(k.grad), -3.0 * math.exp(-0.5), rel_tol=1e-6)

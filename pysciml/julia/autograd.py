@@ -121,7 +121,8 @@ class JuliaSolvePlan:
         share = (lambda a: call(self.bridge, "share_cuda", a)) if self.cuda else None
         du0_t = convert.from_julia(du0, device=self.device, share_cuda=share)
         dtheta_t = convert.from_julia(dtheta, device=self.device, share_cuda=share)
-        return du0_t.reshape(*self.batch_shape, *self.state_shape), dtheta_t.reshape(-1)
+        return (du0_t.reshape(*self.batch_shape, *self.state_shape).to(self.dtype),
+                dtheta_t.reshape(-1).to(self.dtype))
 
     def interpolate(self, solutions: Any, tq: torch.Tensor) -> torch.Tensor:
         """Dense output of forward solutions at the times ``tq``, ``(Q, *batch, *state)``."""

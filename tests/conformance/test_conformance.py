@@ -281,3 +281,37 @@ def test_gpu_ensemble_of_a_julia_function(julia_runtime):
     sol = ps.solve(prob, ps.Tsit5(), saveat=ts, rtol=1e-8, atol=1e-10)
     assert sol.u.device.type == "cuda" and sol.u.shape == (3, 64, 2)
     assert torch.allclose(sol.u, u0[None] * torch.exp(-0.9 * ts)[:, None, None], rtol=1e-6)
+
+
+def test_float32(runtime):
+    u0 = torch.tensor([0.2, 0.7], dtype=torch.float32)
+    r = torch.tensor([1.1], dtype=torch.float32, requires_grad=True)
+    ts = torch.tensor([0.5, 1.0], dtype=torch.float32)
+    sol = solve(runtime, ps.ODEProblem(logistic, u0, (0.0, 1.0), r), ps.Tsit5(), saveat=ts,
+                rtol=1e-6, atol=1e-7, sensealg=ps.InterpolatingAdjoint())
+    assert sol.u.dtype == torch.float32
+    exact = logistic_exact(ts[:, None].double(), u0.double(), 1.1)
+    assert torch.allclose(sol.u.double(), exact, rtol=1e-5)
+    sol.u.sum().backward()
+    r_ref = torch.tensor([1.1], dtype=torch.float64, requires_grad=True)
+    logistic_exact(ts[:, None].double(), u0.double(), r_ref).sum().backward()
+    assert r.grad.dtype == torch.float32
+    assert torch.allclose(r.grad.double(), r_ref.grad, rtol=1e-4)
+
+
+def test_torch_rhs_state_on_cuda(runtime):
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA not available")
+    u0 = torch.tensor([[0.1, 0.5], [0.3, 0.9]], device="cuda")
+    r = torch.tensor([1.3], device="cuda", requires_grad=True)
+    ts = torch.tensor([0.0, 1.0, 2.0], device="cuda")
+    prob = ps.ODEProblem(logistic, u0, (0.0, 2.0), r, batch_ndim=1)
+    sol = solve(runtime, prob, ps.Tsit5(), saveat=ts, rtol=1e-9, atol=1e-11,
+                sensealg=ps.InterpolatingAdjoint())
+    assert sol.u.device.type == "cuda"
+    exact = logistic_exact(ts[:, None, None], u0[None], r.detach())
+    assert torch.allclose(sol.u, exact, rtol=1e-7)
+    sol.u.sum().backward()
+    r_ref = r.detach().clone().requires_grad_(True)
+    logistic_exact(ts[:, None, None], u0[None], r_ref).sum().backward()
+    assert torch.allclose(r.grad, r_ref.grad, rtol=1e-5)

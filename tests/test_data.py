@@ -181,6 +181,24 @@ def test_generate_load_round_trip_and_metadata(tmp_path):
         assert list(f["chunks_done"][...]) == [1, 1, 1]
 
 
+def test_load_a_subset_of_members(tmp_path):
+    path = tmp_path / "x.h5"
+    generate(RotatingDecay(), path, 7, chunk_size=3, progress=False, **SETTINGS)
+    whole = load(path)
+    for members in ([5, 0, 5, 2], slice(1, 6, 2), range(3), [-1], []):
+        part = load(path, members=members)
+        index = torch.arange(7)[members] if isinstance(members, slice) else \
+            torch.tensor(list(members), dtype=torch.long) % 7
+        assert torch.equal(part.u, whole.u[index]) and part.u.shape[1:] == whole.u.shape[1:]
+        assert torch.equal(part.parameters["k"], whole.parameters["k"][index])
+        assert torch.equal(part.meta["status"], whole.meta["status"][index])
+        assert part.meta["members"] == index.tolist()
+    with pytest.raises(ValueError, match="members"):
+        load(path, members=[7])
+    with pytest.raises(TypeError, match="members"):
+        load(path, members=[0.5])
+
+
 def test_registry_model_matches_a_direct_solve_of_one_member(tmp_path):
     path = tmp_path / "pendulum.h5"
     t = torch.linspace(0.0, 5.0, 26)

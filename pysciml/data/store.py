@@ -372,18 +372,54 @@ def _decode_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
     return out
 
 
-def load(path: str | os.PathLike) -> Trajectories:
-    """Read a whole trajectory file into memory (CPU tensors); ``u`` keeps the stored dtype and
+def _member_index(members: Any, n: int) -> np.ndarray | None:
+    if members is None:
+        return None
+    if isinstance(members, slice):
+        return np.arange(n)[members]
+    try:
+        index = np.asarray(members).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"members: expected indices or a slice, got {type(members).__name__}"
+                        ) from None
+    if index.size and not np.issubdtype(index.dtype, np.integer):
+        raise TypeError(f"members: expected integer indices, got dtype {index.dtype}")
+    index = index.astype(np.int64)
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise ValueError(f"members: indices must lie in [-{n}, {n}), got {members!r}")
+    return index % max(n, 1)
+
+
+def load(path: str | os.PathLike, members: Any = None) -> Trajectories:
+    """Read a trajectory file into memory (CPU tensors); ``u`` keeps the stored dtype and
     ``t`` is cast to it. ``meta`` holds every file attribute (JSON decoded), ``status`` and
-    ``constants``. For data larger than memory use :class:`~pysciml.data.TrajectoryDataset`."""
+    ``constants``.
+
+    Args:
+        path: the file.
+        members: the members to read (indices or a slice, in the order given); default all.
+            For data larger than memory use :class:`~pysciml.data.TrajectoryDataset`.
+    """
     with open_trajectory_file(path) as f:
         meta = _decode_attrs(f.attrs)
-        u = torch.from_numpy(f["u"][...])
+        index = _member_index(members, int(f["u"].shape[0]))
+
+        def read(d: h5py.Dataset) -> torch.Tensor:
+            if index is None:
+                return torch.from_numpy(d[...])
+            # h5py reads increasing unique indices; the requested order is restored after
+            unique, inverse = np.unique(index, return_inverse=True)
+            return torch.from_numpy(d[unique][inverse.reshape(-1)] if unique.size
+                                    else d[:0])
+
+        u = read(f["u"])
         t = torch.from_numpy(f["t"][...]).to(u.dtype)
-        parameters = {k: torch.from_numpy(v[...]) for k, v in f["parameters"].items()}
+        parameters = {k: read(v) for k, v in f["parameters"].items()}
         constants = {k: torch.from_numpy(v[...]) for k, v in f.get("constants", {}).items()}
-        meta["status"] = torch.from_numpy(f["status"][...])
+        meta["status"] = read(f["status"])
         meta["constants"] = constants
+    if index is not None:
+        meta["members"] = index.tolist()
     meta["state_shape"] = tuple(meta.get("state_shape", u.shape[2:]))
     return Trajectories(t=t, u=u, parameters=parameters, model=str(meta["model"]), meta=meta)
 

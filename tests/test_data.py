@@ -331,6 +331,9 @@ def test_resume_refuses_other_settings_and_can_discard(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="seed"):
         generate(RotatingDecay(), path, 6, chunk_size=2, progress=False,
                  **{**SETTINGS, "seed": 99})
+    with pytest.raises(ValueError, match="t_sha256"):
+        generate(RotatingDecay(), path, 6, chunk_size=2, progress=False,
+                 **{**SETTINGS, "t": T * 1.5})
     assert partial_path(path).read_bytes() == before and not path.exists()
     counter = _Interrupt().install(monkeypatch)
     generate(RotatingDecay(), path, 6, chunk_size=2, progress=False, resume=False,

@@ -16,6 +16,7 @@ each member with its own adaptive steps).
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import numbers
 import warnings
@@ -154,7 +155,8 @@ class GenerationPlan:
             "model_class": self.spec.class_path,
             "model_kwargs": self.spec.kwargs,
             "n": self.n,
-            "t": [float(x) for x in self.t],
+            "t_sha256": hashlib.sha256(self.t.numpy().astype("<f8").tobytes()).hexdigest(),
+            "nt": int(self.t.numel()),
             "seed": self.seed,
             "sample_parameters": {k: [float(x) for x in self.spec.model.parameter_ranges[k]]
                                   for k in self.sampled},
@@ -290,7 +292,7 @@ def simulate(model: Any, n: int, *, t: Any, seed: int = 0, sample_parameters: An
         params.append(p)
     parameters = {k: torch.cat([p[k] for p in params]) for k in plan.parameter_names}
     meta = plan.config()
-    meta.pop("t")
+    meta.pop("t_sha256")
     meta.update(status=torch.cat(statuses), constants=dict(plan.constants),
                 state_shape=plan.state_shape, solver_name=plan.alg.name)
     return Trajectories(t=plan.t.to(plan.dtype), u=torch.cat(us), parameters=parameters,

@@ -23,7 +23,7 @@ from .trajectories import Trajectories
 
 __all__ = ["to_xarray", "export_netcdf"]
 
-_INSTALL = "pip install xarray h5netcdf  (or: pip install 'pysciml[dev]')"
+_INSTALL = "pip install xarray h5netcdf"
 
 
 def _xarray():

@@ -66,13 +66,20 @@ def test_sensealg_options(sensealg, expected):
 
 
 def test_gauss_adjoint_maps_by_name_when_pysciml_has_it():
-    gauss = getattr(ps, "GaussAdjoint", None)
+    import pysciml.sensealg
+
+    gauss = getattr(pysciml.sensealg, "GaussAdjoint", None)
     if gauss is None:
         class GaussAdjoint(ps.InterpolatingAdjoint.__mro__[1]):  # an AbstractAdjoint
             pass
         gauss = GaussAdjoint
     out = julia_sensealg(gauss(), vjp="enzyme", callback_rhs=False)
     assert out.name == "GaussAdjoint" and out.options["vjp"] == "enzyme"
+    assert out.options["checkpointing"] is False
+    if "checkpoints" in getattr(gauss, "__dataclass_fields__", {}):
+        with pytest.raises(Unsupported, match=r"GaussAdjoint\(checkpoints=n\)"):
+            julia_sensealg(gauss(checkpointing=True, checkpoints=3), vjp="auto",
+                           callback_rhs=False)
 
 
 @pytest.mark.parametrize("sensealg,match", [

@@ -145,16 +145,16 @@ def julia_sensealg(sensealg: AbstractSensitivityAlgorithm | None, *, vjp: str,
     options: dict[str, Any] = {"vjp": vjp}
     if callback_rhs:
         options["autodiff"] = False
+    if getattr(sensealg, "checkpoints", None) is not None:
+        raise Unsupported(f"sensealg: {name}(checkpoints=n) is native only; on the Julia "
+                          "runtime the checkpoints are the save times (checkpointing=True, "
+                          "checkpoints=None)")
     if isinstance(sensealg, InterpolatingAdjoint):
-        if sensealg.checkpoints is not None:
-            raise Unsupported("sensealg: InterpolatingAdjoint(checkpoints=n) is native only; on "
-                              "the Julia runtime the checkpoints are the save times "
-                              "(checkpointing=True, checkpoints=None)")
         options["checkpointing"] = bool(sensealg.checkpointing)
     elif isinstance(sensealg, BacksolveAdjoint):
         options["checkpointing"] = True  # reset u to the forward values at the save times
     elif isinstance(sensealg, QuadratureAdjoint):
         pass  # Gauss–Legendre ``nodes`` is native; QuadGK adapts its own nodes in Julia
-    else:  # GaussAdjoint
+    else:  # GaussAdjoint (its Gauss–Legendre ``nodes`` is native; Julia's own quadrature)
         options["checkpointing"] = bool(getattr(sensealg, "checkpointing", False))
     return JuliaName(name, options)

@@ -28,7 +28,9 @@ PySciMLBridge.parameter_vector(p::CuArray, ::Type{T}) where {T} = CuArray{T}(vec
 
 function PySciMLBridge.as_dense(x::Py, like::CuArray)
     shared = DLPack.from_dlpack(x)
-    size(shared) == size(like) ||
+    # the same values in the same (column-major) order: a state the solver holds as a vector
+    # of length N·B is the N × B batch the callback returns
+    length(shared) == length(like) ||
         throw(DimensionMismatch("a callback returned shape $(size(shared)) (Julia order), expected $(size(like))"))
     return copyto!(similar(like), shared)
 end

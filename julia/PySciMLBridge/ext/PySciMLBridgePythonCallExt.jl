@@ -10,7 +10,9 @@ using PythonCall: Py, PyArray, PyDict, pyconvert
 
 function PySciMLBridge.as_dense(x::Py, like::AbstractArray)
     buffer = PyArray(x)
-    size(buffer) == size(like) ||
+    # the same values in the same (column-major) order: a state the solver holds as a vector
+    # of length N·B is the N × B batch the callback returns
+    length(buffer) == length(like) ||
         throw(DimensionMismatch("a callback returned shape $(size(buffer)) (Julia order), expected $(size(like))"))
     return copyto!(similar(like), buffer)
 end

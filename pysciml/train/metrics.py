@@ -59,13 +59,15 @@ class MetricsLog:
 
 class ProgressBar:
     """``epoch 3/50 |#######-------| 12/25 [1.3 it/s] loss 1.2e-03`` on one line of ``stream``,
-    redrawn at most every ``interval`` seconds (on a non-terminal stream: one line per epoch)."""
+    redrawn at most every ``interval`` seconds (on a non-terminal stream: a line at the end of the
+    first and last epochs and every ``log_interval`` seconds)."""
 
     def __init__(self, enabled: bool = True, stream: TextIO | None = None, width: int = 24,
-                 interval: float = 0.25):
+                 interval: float = 0.25, log_interval: float = 10.0):
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
-        self.width, self.interval = width, interval
+        self.width, self.interval, self.log_interval = width, interval, log_interval
+        self._last_log = -float("inf")
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last = 0.0
         self._start = time.perf_counter()
@@ -87,10 +89,15 @@ class ProgressBar:
         self._draw(self._line(epoch, epochs, step, steps, metrics(), now), end="")
 
     def end_epoch(self, epoch: int, epochs: int, steps: int, summary: dict[str, float]) -> None:
+        """Finish the epoch's line; on a non-terminal stream print the first and last epochs and
+        at most one line every ``log_interval`` seconds in between."""
         if not self.enabled:
             return
-        line = self._line(epoch, epochs, steps, steps, summary, time.perf_counter())
-        self._draw(line, end="\n")
+        now = time.perf_counter()
+        if not self.tty and epoch not in (1, epochs) and now - self._last_log < self.log_interval:
+            return
+        self._last_log = now
+        self._draw(self._line(epoch, epochs, steps, steps, summary, now), end="\n")
 
     def _line(self, epoch, epochs, step, steps, metrics, now) -> str:
         filled = int(self.width * step / max(steps, 1))

@@ -83,8 +83,8 @@ stops saving; pysciml keeps its partial solution and marks the rest as missing.
 function pad_saves(A::AbstractArray, S::Integer)
     n = size(A, ndims(A))
     n == S && return A
-    missing = fill!(similar(A, size(A)[1:(end - 1)]..., S - n), NaN)
-    return cat(A, missing; dims = ndims(A))
+    absent = fill!(similar(A, size(A)[1:(end - 1)]..., S - n), NaN)
+    return cat(A, absent; dims = ndims(A))
 end
 
 """

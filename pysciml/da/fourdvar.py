@@ -20,8 +20,9 @@ Minimisers (:meth:`FourDVar.minimize`):
   preconditioned control :math:`v` (:math:`x = x_b + B^{1/2}v`), Liu & Nocedal (1989);
 * ``"gauss_newton"``: incremental 4DVar (Courtier, Thépaut & Hollingsworth 1994) — outer loops
   re-linearise the model about the current trajectory, inner loops minimise the quadratic cost of
-  the increment by conjugate gradients with the tangent-linear model (forward-mode AD through the
-  solve) and its adjoint (reverse mode); see :mod:`pysciml.da.incremental`.
+  the increment by conjugate gradients with the tangent-linear model and its adjoint (both by
+  autograd through the recorded solve), with a backtracking step on the nonlinear cost; see
+  :mod:`pysciml.da.incremental`.
 
 A batch of independent windows is a problem with ``batch_ndim = 1``; the total cost is the sum
 over the batch, whose minimiser is each window's minimiser.

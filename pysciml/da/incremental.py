@@ -11,7 +11,9 @@ control variables that have a background and zero on the others. Outer loop :mat
     q(\delta) = \tfrac12\|v_k + \delta\|^2_P + \tfrac12\|d_k - \hat G_k\delta\|^2,
     \qquad (P + \hat G_k^\top \hat G_k)\,\delta = \hat G_k^\top d_k - P v_k,
 
-by conjugate gradients (Hestenes & Stiefel 1952), then :math:`v_{k+1} = v_k + \delta`.
+by conjugate gradients (Hestenes & Stiefel 1952), then :math:`v_{k+1} = v_k + \alpha\delta`
+with :math:`\alpha` from Armijo backtracking on the nonlinear cost (:math:`\alpha = 1` when
+the linearisation holds: a damped Gauss–Newton method).
 :math:`\hat G_k^\top w` is a reverse-mode derivative through the solve recorded once per outer
 loop (autograd of the solver's steps, whatever the ``sensealg``), and the tangent-linear
 :math:`\hat G_k\delta` is the derivative of that adjoint with respect to :math:`w` (a second
@@ -128,8 +130,33 @@ def gauss_newton(fdv, v: dict[str, torch.Tensor], outer_loops: int, inner_max_it
         step, used = conjugate_gradient(normal, rhs, inner_max_iter, inner_tol)
         iterations += used
         solves += lin.solves
-        v = {n: v[n] + s for n, s in zip(names, step)}
+        new, trials = _backtrack(fdv, v, step, rhs, history[-1])
+        solves += trials
+        if new is None:  # no decrease along the step: converged as far as it can go
+            break
+        v = new
     with torch.no_grad():
         history.append(float(fdv.cost_of_controls(v, direct=True).total))
     solves += 1
     return v, history, iterations, solves
+
+
+def _backtrack(fdv, v, step, rhs, cost, max_halvings: int = 12):
+    r"""Armijo backtracking on the nonlinear cost along the Gauss–Newton step :math:`\delta`:
+    the first :math:`\alpha \in \{1, \tfrac12, \dots\}` with
+    :math:`J(v + \alpha\delta) \le J(v) + 10^{-4}\alpha\,\nabla J\cdot\delta`
+    (:math:`\nabla J = -`\ ``rhs``). A full step is taken whenever the linearisation is good
+    (always on a linear model); strongly nonlinear windows get a damped step instead of a
+    divergent one. Returns the new controls (``None`` when no step size decreases the cost)
+    and the number of cost evaluations."""
+    slope = -float(_dot(rhs, step))
+    alpha, trials = 1.0, 0
+    with torch.no_grad():
+        for _ in range(max_halvings):
+            trial = {n: v[n] + alpha * s for n, s in zip(v, step)}
+            value = float(fdv.cost_of_controls(trial, direct=True).total)
+            trials += 1
+            if value <= cost + 1e-4 * alpha * slope:
+                return trial, trials
+            alpha *= 0.5
+    return None, trials

@@ -18,7 +18,7 @@ with :math:`\mathcal H` an observation operator mapping a state of shape ``(*bat
   state (``obs = (m,)``).
 
 Any callable ``x -> y`` that maps ``(*batch, *state)`` to ``(*batch, *obs)`` may be used as well;
-incremental 4DVar linearises it by forward-mode automatic differentiation.
+incremental 4DVar linearises it by automatic differentiation.
 
 **Missing data.** An entry of ``values`` that is NaN counts as *missing*: its residual is zero,
 it adds nothing to the cost, and it does not need a variance. An optional boolean ``observed``

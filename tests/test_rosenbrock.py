@@ -507,6 +507,24 @@ def test_user_jacobian_matches_autodiff(problem, alg_name):
     assert len(calls) == user.stats.njac
 
 
+@pytest.mark.parametrize("alg_name", list(ALGS))
+def test_autonomous_problem_skips_time_derivative(alg_name):
+    """With a user ``jac``, ∂f/∂t costs one forward-mode call of ``f`` per step, unless ``f``
+    does not depend on ``t``: ROBER (autonomous) makes one call per stage and step (plus a few
+    at the start); Prothero–Robinson (non-autonomous) makes one more per step, and its solution
+    stays accurate (∂f/∂t is really used: the exact solution is sin t)."""
+    sols = {}
+    for problem in ("ROBER", "PR"):
+        sols[problem] = ps.solve(_jac_problem(problem, True, []), ALGS[alg_name](),
+                                 saveat=[1e3 if problem == "ROBER" else 1.0], rtol=1e-6,
+                                 atol=1e-10)
+        assert sols[problem].successful
+    rober, pr = sols["ROBER"].stats, sols["PR"].stats
+    assert rober.nf <= STAGES[alg_name] * rober.nsteps + 4, rober
+    assert pr.nf >= (STAGES[alg_name] + 1) * pr.nsteps, pr
+    assert abs(sols["PR"].u[-1, 0].item() - math.sin(1.0)) < 1e-5
+
+
 # --------------------------------------------------------------------------------------------
 # 6. Batches
 # --------------------------------------------------------------------------------------------

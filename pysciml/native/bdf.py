@@ -103,7 +103,7 @@ class BDFCache(NamedTuple):
     n_equal: torch.Tensor  # (B,) int64 accepted steps at this order and step size
     J: torch.Tensor  # (B, N, N); (B, 0, 0) on the Newton–Krylov path (no Jacobian is kept)
     LU: torch.Tensor  # (B, N, N) factors of I/c_LU - J; (B, 0, 0) on the Krylov path
-    pivots: torch.Tensor  # (B, N); (B, 0) on the Krylov path
+    P: torch.Tensor  # (B, N, N) the LU's permutation; (B, 0, 0) on the Krylov path
     singular: torch.Tensor  # (B,) bool
     c_LU: torch.Tensor  # (B,) the c = h/alpha_k the LU was built for (NaN: none)
     jac_current: torch.Tensor  # (B,) bool: J was evaluated since the member last moved
@@ -178,7 +178,6 @@ class BDF(AbstractStepper):
         else:
             J, _ = jacobian_of(f, t, u)
             J = J.to(u.dtype)
-        n_piv = J.shape[-1]
         rtol = torch.as_tensor(f.rtol, dtype=u.dtype, device=u.device)
         rtol = rtol.detach().expand(B, N).amin(-1) if rtol.ndim else rtol.detach().expand(B)
         eps = torch.finfo(u.dtype).eps
@@ -188,7 +187,7 @@ class BDF(AbstractStepper):
             D=D, order=torch.ones(B, dtype=torch.int64, device=u.device), h_D=ones,
             n_equal=torch.zeros(B, dtype=torch.int64, device=u.device), J=J,
             LU=torch.zeros_like(J),
-            pivots=torch.ones(B, n_piv, dtype=torch.int32, device=u.device),
+            P=torch.zeros_like(J),
             singular=torch.ones(B, dtype=torch.bool, device=u.device),
             c_LU=torch.full_like(ones, float("nan")),
             jac_current=torch.ones(B, dtype=torch.bool, device=u.device),
@@ -248,7 +247,7 @@ class BDF(AbstractStepper):
         y_predict, psi = pred[:, 0], pred[:, 1]
         t_new = t + h  # stopped members (h = 0) are evaluated where they are
         J, jac_current = cache.J, cache.jac_current
-        factors, c_LU = LUFactors(cache.LU, cache.pivots, cache.singular), cache.c_LU
+        factors, c_LU = LUFactors(cache.LU, cache.P, cache.singular), cache.c_LU
         if any_lu:
             factors, c_LU = lu_factor(w_matrix(J, 1.0 / c)), c
             f.nfactor += 1
@@ -311,7 +310,7 @@ class BDF(AbstractStepper):
 
         new_cache = BDFCache(
             D=D_new, order=order_new, h_D=h_safe, n_equal=n_equal_new, J=J, LU=factors.LU,
-            pivots=factors.pivots, singular=factors.singular, c_LU=c_LU,
+            P=factors.P, singular=factors.singular, c_LU=c_LU,
             jac_current=jac_current, newton_tol=cache.newton_tol)
         stages = (tab.dense[k][:, :, None] * D_new[:, : MAX_ORDER + 1]).transpose(0, 1)
         return StepResult(y_new, err, stages, new_cache, failed=failed, h_next=h_next)
@@ -323,7 +322,7 @@ class BDF(AbstractStepper):
             D=torch.where(a3, new.D, cache.D), order=torch.where(a1, new.order, cache.order),
             h_D=torch.where(a1, new.h_D, cache.h_D),
             n_equal=torch.where(a1, new.n_equal, cache.n_equal),
-            J=new.J, LU=new.LU, pivots=new.pivots, singular=new.singular, c_LU=new.c_LU,
+            J=new.J, LU=new.LU, P=new.P, singular=new.singular, c_LU=new.c_LU,
             jac_current=new.jac_current & ~a1, newton_tol=new.newton_tol)
 
     def interpolate(self, u, h, stages, theta):

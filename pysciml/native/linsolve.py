@@ -3,8 +3,10 @@ r"""Linear solves of the implicit methods: batched dense LU, and matrix-free GMR
 The implicit families solve :math:`W x = r` with :math:`W = \frac{1}{h\gamma} I - J` (or
 :math:`I - h\gamma J`) for every batch member, one factorisation reused over a step's stages
 and, where the method allows, over several steps. Factorisation and solves go through
-``torch.linalg.lu_factor_ex`` / ``lu_solve`` (LAPACK on CPU, cuSOLVER/MAGMA on CUDA); ``info``
-flags singular matrices without a host synchronisation. States too large for a dense Jacobian
+``torch.linalg.lu_factor_ex`` (LAPACK on CPU, cuSOLVER/MAGMA on CUDA) and two triangular solves;
+``info`` flags singular matrices without a host synchronisation. (``torch.linalg.lu_solve`` is
+not used: it validates the pivots with two host synchronisations per call, which on a GPU
+stalls the queue at every stage of every step.) States too large for a dense Jacobian
 (≥ 10⁴ unknowns) use :func:`gmres` on Jacobian–vector products instead (Newton–Krylov).
 """
 
@@ -19,10 +21,12 @@ __all__ = ["LUFactors", "lu_factor", "lu_solve", "w_matrix", "gmres", "krylov_so
 
 
 class LUFactors(NamedTuple):
-    """The LU factors of a batch of matrices; ``singular`` is ``(B,)`` bool."""
+    """The LU factors of a batch of matrices :math:`W = P L U`: ``LU`` ``(B, N, N)`` holds
+    :math:`L` (unit lower, below the diagonal) and :math:`U` (upper); ``P`` ``(B, N, N)`` is
+    the permutation matrix; ``singular`` is ``(B,)`` bool."""
 
     LU: torch.Tensor
-    pivots: torch.Tensor
+    P: torch.Tensor
     singular: torch.Tensor
 
 
@@ -34,15 +38,22 @@ def w_matrix(J: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def lu_factor(W: torch.Tensor) -> LUFactors:
-    """Factorise ``W`` ``(B, N, N)`` without synchronising with the host."""
+    """Factorise ``W`` ``(B, N, N)`` with partial pivoting, without synchronising with the
+    host."""
     LU, pivots, info = torch.linalg.lu_factor_ex(W)
+    P, _, _ = torch.lu_unpack(LU, pivots, unpack_data=False)
     singular = (info != 0) | ~torch.isfinite(LU.diagonal(dim1=-2, dim2=-1)).all(-1)
-    return LUFactors(LU, pivots, singular)
+    return LUFactors(LU, P, singular)
 
 
 def lu_solve(factors: LUFactors, rhs: torch.Tensor) -> torch.Tensor:
-    """Solve ``W x = rhs`` for ``rhs`` ``(B, N)`` with the factors of ``W``."""
-    return torch.linalg.lu_solve(factors.LU, factors.pivots, rhs[..., None])[..., 0]
+    r"""Solve ``W x = rhs`` for ``rhs`` ``(B, N)`` with the factors of ``W``:
+    :math:`L y = P^T r`, then :math:`U x = y` (each triangular solve reads only its triangle of
+    ``LU``; the same arithmetic as LAPACK's ``getrs``)."""
+    LU = factors.LU
+    y = torch.linalg.solve_triangular(LU, factors.P.mT @ rhs[..., None], upper=False,
+                                      unitriangular=True)
+    return torch.linalg.solve_triangular(LU, y, upper=True)[..., 0]
 
 
 def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,

@@ -34,10 +34,33 @@ __all__ = ["Rosenbrock", "time_derivative", "jacobian_of"]
 
 
 def time_derivative(f: CountedRHS, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    r""":math:`\partial f/\partial t` at ``(t, u)`` per member, by forward mode (one call)."""
+    r""":math:`\partial f/\partial t` at ``(t, u)`` per member, by forward mode (one call).
+
+    Autonomous right-hand sides are recognised once per solve: when the autograd graph of
+    ``f(t, u)`` has no path from ``t`` (``f`` does not use ``t``, or uses it only through
+    non-differentiable operations such as a switch ``t >= t_on``, whose derivative is zero
+    anyway), :math:`\partial f/\partial t = 0` and later steps skip the forward-mode call.
+    (A right-hand side whose use of ``t`` depends on Python control flow over the state is
+    judged at the first step.)
+    """
+    if f.autonomous is None:
+        f.autonomous = _has_no_time_dependence(f, t, u)
+    if f.autonomous:
+        return torch.zeros_like(u)
     with torch.no_grad():
         t = t.detach().clone()
         return func_jvp(lambda s: f(s, u.detach()), (t,), (torch.ones_like(t),))[1]
+
+
+def _has_no_time_dependence(f: CountedRHS, t: torch.Tensor, u: torch.Tensor) -> bool:
+    """Whether ``f(t, u)``'s autograd graph has no path from ``t`` (one counted call)."""
+    with torch.enable_grad():
+        t_probe = t.detach().clone().requires_grad_(True)
+        out = f(t_probe, u.detach())
+        if not out.requires_grad:
+            return True
+        (grad,) = torch.autograd.grad(out.sum(), t_probe, allow_unused=True)
+    return grad is None
 
 
 def jacobian_of(f: CountedRHS, t: torch.Tensor,

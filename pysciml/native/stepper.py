@@ -44,6 +44,7 @@ class CountedRHS:
         self.nlinsolve = 0
         self.nnonlinfail = 0
         self.stacked_jacobian: bool | None = None  # see jacobian_and_time_derivative
+        self.autonomous: bool | None = None  # see rosenbrock.time_derivative
 
     def __call__(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self.calls += 1

@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: venv demo test test-all bench bench-stiff lint clean distclean
+.PHONY: venv demo test test-all test-julia bench bench-stiff bench-data bench-brusselator bench-adjoint lint clean distclean
 
 venv: $(STAMP)
 
@@ -35,6 +35,21 @@ bench: venv
 bench-stiff: venv
 	$(PY) -m pip install -e ".[bench]"
 	$(PY) benchmarks/stiff.py
+
+bench-data: venv
+	$(PY) benchmarks/data_generation.py
+
+bench-brusselator: venv
+	$(PY) benchmarks/brusselator.py
+
+bench-adjoint: venv
+	$(PY) benchmarks/adjoint.py
+
+# The Julia runtime's own tests and the conformance suite with its Julia cases (needs Julia
+# and `pip install -e ".[julia]"`; see docs/julia.md). Without Julia the Julia cases skip.
+test-julia: venv
+	julia --project=julia/PySciMLBridge -e 'using Pkg; Pkg.test()'
+	$(PY) -m pytest tests/conformance -q
 
 lint: venv
 	$(PY) -m ruff check pysciml tests

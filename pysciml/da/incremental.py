@@ -21,6 +21,9 @@ reverse pass, "double backward"): both are exact derivatives of the same discret
 are exact transposes and the CG operator is symmetric. On a linear model with a linear
 :math:`\mathcal H`, :math:`q = J` and one outer loop gives the exact minimiser (the BLUE).
 
+For a batch of windows the inner problem is block-diagonal and one CG runs on all of it (inner
+products over the whole batch): exact, though a window may need more iterations than alone.
+
 Reference: P. Courtier, J.-N. Thépaut and A. Hollingsworth, "A strategy for operational
 implementation of 4D-Var, using an incremental approach", Q. J. R. Meteorol. Soc. 120 (1994)
 1367–1387.

@@ -283,3 +283,26 @@ def test_bad_configurations_raise_clear_errors():
         MLP(2, 2, activation="sigmoidish")
     with pytest.raises(ValueError, match="kernel_size"):
         ConvNet2D(2, kernel_size=2)
+
+
+def test_aphynity_training_on_cuda_matches_cpu(cuda_device):
+    """The same APHYNITY steps on CUDA and on the CPU give the same parameters (float64)."""
+    data, _ = pendulum_windows(4, horizon=5, stride=5)
+
+    def run(device):
+        torch.manual_seed(0)
+        model = APHYNITY(DampedPendulum(omega0=0.4, alpha=0.0, learnable=("omega0",)),
+                         MLP(2, 2, hidden=8)).to(device)
+        objective = APHYNITYObjective(ps.Tsit5(), rtol=1e-8, atol=1e-10, tau2=10.0,
+                                      sensealg=ps.InterpolatingAdjoint())
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        Trainer(model, objective, opt, data, epochs=3, batch_size=4, device=device,
+                progress=False).fit()
+        return model, objective
+
+    gpu, gpu_obj = run(cuda_device)
+    cpu, cpu_obj = run(torch.device("cpu"))
+    assert next(gpu.parameters()).is_cuda
+    for a, b in zip(gpu.state_dict().values(), cpu.state_dict().values()):
+        assert torch.allclose(a.cpu(), b, rtol=1e-7, atol=1e-9)
+    assert float(gpu_obj.lambda_) == pytest.approx(float(cpu_obj.lambda_), rel=1e-9)

@@ -62,32 +62,39 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=150, help="optimizer steps of the network models")
     p.add_argument("--batch", type=int, default=32, help="windows per step")
     p.add_argument("--hidden", type=int, default=16, help="hidden channels of the ConvNet")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate of the network")
+    p.add_argument("--physics-lr", type=float, default=3e-5,
+                   help="Adam learning rate of the diffusion coefficients (they are ~1e-3)")
+    p.add_argument("--tau2", type=float, default=1000.0, help="APHYNITY's multiplier step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--float32", action="store_true")
     return p.parse_args(argv)
 
 
-def make_models(size, hidden, dtype, device):
+def make_models(args, dtype, device):
+    size = args.size
+
     def diffusion():  # the incomplete physics: a, b learned from a wrong start, k unused
-        return FitzHughNagumo2D(size=size, a=3e-3, b=1e-3, learnable=("a", "b"), dtype=dtype,
+        return FitzHughNagumo2D(size=size, a=2e-3, b=2e-3, learnable=("a", "b"), dtype=dtype,
                                 device=device)
 
     def net():
-        return ConvNet2D(2, hidden=hidden, depth=2, dtype=dtype, device=device)
+        return ConvNet2D(2, hidden=args.hidden, depth=2, init_gain=0.1, dtype=dtype,
+                         device=device)
 
     rk4 = {"alg": ps.RK4(), "dt": 0.05}
-    physics_lr = {"physics_lr": 2e-4}
+    physics_lr = {"physics_lr": args.physics_lr}
     return [
         ("physics only (diffusion)", PhysicsOnly(diffusion(), physics_method="diffusion"),
          TrajectoryObjective(**rk4), 0.5, physics_lr),
         ("data only (neural ODE)", NeuralODE(net(), (2, size, size)),
-         TrajectoryObjective(**rk4), 1.0, {"augmentation_lr": 3e-3}),
+         TrajectoryObjective(**rk4), 1.0, {"augmentation_lr": args.lr}),
         ("APHYNITY", APHYNITY(diffusion(), net(), physics_method="diffusion"),
-         APHYNITYObjective(**rk4, lambda0=1.0, tau2=10.0, penalty="l2"), 1.0,
-         {**physics_lr, "augmentation_lr": 3e-3}),
+         APHYNITYObjective(**rk4, lambda0=1.0, tau2=args.tau2, penalty="l2"), 1.0,
+         {**physics_lr, "augmentation_lr": args.lr}),
         ("true physics (a, b, k)",
-         PhysicsOnly(FitzHughNagumo2D(size=size, a=3e-3, b=1e-3, k=0.0, dtype=dtype,
+         PhysicsOnly(FitzHughNagumo2D(size=size, a=2e-3, b=2e-3, k=0.0, dtype=dtype,
                                       device=device)),
          TrajectoryObjective(**rk4), 0.5, physics_lr),
     ]
@@ -112,7 +119,7 @@ def main(argv=None) -> int:
 
     rows, predictions = [], {}
     for i, (name, model, objective, factor, lrs) in enumerate(
-            make_models(args.size, args.hidden, dtype, device)):
+            make_models(args, dtype, device)):
         torch.manual_seed(args.seed + i)
         opt = torch.optim.Adam(model.parameter_groups(**lrs))
         epochs = max(round(args.steps * factor / math.ceil(len(windows) / args.batch)), 1)

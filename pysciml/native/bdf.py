@@ -329,6 +329,6 @@ class BDF(AbstractStepper):
         r""":math:`D_0 + \sum_{j \ge 1} D_j \prod_{m<j} (\theta - 1 + m)/(m + 1)` (rows beyond
         the step's order are zero in ``stages``)."""
         m = torch.arange(MAX_ORDER, dtype=stages.dtype, device=stages.device)
-        x = (theta[:, None] - 1 + m) / (m + 1)  # (B, K)
-        p = torch.cumprod(x, 1)
-        return stages[0] + torch.einsum("bj,jbn->bn", p, stages[1:])
+        x = (theta[..., None] - 1 + m) / (m + 1)  # (*M, B, K)
+        p = torch.cumprod(x, -1)
+        return stages[0] + torch.einsum("...bj,jbn->...bn", p, stages[1:])

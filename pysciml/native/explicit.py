@@ -44,9 +44,10 @@ class ExplicitRungeKutta(AbstractTableauStepper):
         stages = u.new_empty(s, B, N)  # written stage by stage; autograd tracks the copies
         stages[0] = cache if cache is not None else f(t, u)
         flat = stages.view(s, B * N)
+        c = self.tableau.c
         for i in range(1, s):
-            increment = (tab.a[i, :i] @ flat[:i]).view(B, N)
-            stages[i] = f(t + tab.c[i] * h, torch.addcmul(u, hcol, increment))
+            increment = (tab.a_rows[i] @ flat[:i]).view(B, N)
+            stages[i] = f(torch.add(t, h, alpha=c[i]), torch.addcmul(u, hcol, increment))
         if self.tableau.adaptive:
             combined = (tab.b_and_error.T @ flat).view(2, B, N)
             u_new = torch.addcmul(u, hcol, combined[0])
@@ -77,9 +78,9 @@ class ExplicitRungeKutta(AbstractTableauStepper):
 
     def interpolate(self, u, h, stages, theta):
         r""":math:`u + h \sum_i b_i(\theta) k_i` with the tableau's polynomial weights;
-        ``stages`` of shape ``(s, B, N)``, ``theta`` of shape ``(B,)``."""
+        ``stages`` of shape ``(s, B, N)``, ``theta`` of shape ``(*M, B)``."""
         tab = self.tableau.tensors(u.dtype, u.device)
         degree = tab.interp.shape[1]
-        powers = theta[:, None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
-        weights = powers @ tab.interp.T  # (B, s_all)
-        return torch.addcmul(u, h[:, None], torch.einsum("sbn,bs->bn", stages, weights))
+        powers = theta[..., None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
+        weights = powers @ tab.interp.T  # (*M, B, s_all)
+        return torch.addcmul(u, h[:, None], torch.einsum("sbn,...bs->...bn", stages, weights))

@@ -229,12 +229,14 @@ def integrate(
             stages = stepper.dense_stages(fc, t, u, h_step, result)
             if history is not None:
                 history.append(t, torch.where(accept, h_step, zero), u, stages)
-            h_safe = torch.where(h_step != 0, h_step, torch.ones_like(h_step))
-            for j in range(max_cross):
+            if max_cross > 0:
+                # every save time crossed by this step at once: rows (M, B), values (M, B, N)
+                h_safe = torch.where(h_step != 0, h_step, torch.ones_like(h_step))
+                j = torch.arange(max_cross, device=device)[:, None]
                 row = (save_ptr + j).clamp_max(S - 1)
                 value = stepper.interpolate(u, h_step, stages, (ts[row] - t) / h_safe)
-                rows.append(torch.where(j < n_cross, row, S))
-                values.append(value)
+                rows.append(torch.where(j < n_cross, row, S).reshape(-1))
+                values.append(value.reshape(-1, value.shape[-1]))
             save_ptr = save_ptr + n_cross
 
         u = torch.where(accept[:, None], u_new, u)
@@ -251,7 +253,8 @@ def integrate(
     us = torch.full((S + 1, B, u0.shape[1]), float("nan"), dtype=dtype, device=device)
     if rows:
         row_index = torch.cat(rows)
-        col_index = batch_index.repeat(len(rows))
+        # every block of rows is (rows, B), member-minor
+        col_index = batch_index.repeat(row_index.shape[0] // B)
         us = us.index_put((row_index, col_index), torch.cat(values))
     if history is not None:
         history.finish(t0.detach(), t.detach())

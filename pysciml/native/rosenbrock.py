@@ -128,7 +128,7 @@ class Rosenbrock(AbstractTableauStepper):
 
     def interpolate(self, u, h, stages, theta):
         r""":math:`(1-\theta)u_n + \theta(u_{n+1} + (1-\theta)\sum_l \theta^{l-1}\kappa_l)`."""
-        th = theta[:, None]
+        th = theta[..., None]
         u_new, kappa = stages[0], stages[1:]
         poly = kappa[-1]
         for row in range(kappa.shape[0] - 2, -1, -1):  # Horner in theta

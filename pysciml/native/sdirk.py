@@ -206,6 +206,6 @@ class SDIRK(AbstractTableauStepper):
         weights."""
         tab = self.tableau.tensors(u.dtype, u.device)
         degree = tab.interp.shape[1]
-        powers = theta[:, None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
-        weights = powers @ tab.interp.T
-        return torch.addcmul(u, h[:, None], torch.einsum("sbn,bs->bn", stages, weights))
+        powers = theta[..., None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
+        weights = powers @ tab.interp.T  # (*M, B, s)
+        return torch.addcmul(u, h[:, None], torch.einsum("sbn,...bs->...bn", stages, weights))

@@ -107,7 +107,9 @@ class AbstractStepper(abc.ABC):
     @abc.abstractmethod
     def interpolate(self, u: torch.Tensor, h: torch.Tensor, stages: torch.Tensor,
                     theta: torch.Tensor) -> torch.Tensor:
-        """The dense output at ``t + theta * h``; ``theta`` of shape ``(B,)``."""
+        """The dense output at ``t + theta * h``: ``u`` ``(B, N)``, ``h`` ``(B,)``, ``stages``
+        ``(s, B, N)`` from :meth:`dense_stages`, ``theta`` of shape ``(*M, B)`` (several
+        fractions per member at once) → ``(*M, B, N)``."""
 
 
 class AbstractTableauStepper(AbstractStepper):

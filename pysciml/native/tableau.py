@@ -44,6 +44,7 @@ class TableauTensors:
     extra_c: torch.Tensor  # (s_extra,)
     extra_a: torch.Tensor  # (s_extra, s + s_extra)
     interp: torch.Tensor  # (s + s_extra, d) polynomial coefficients of b_i(theta)
+    a_rows: tuple[torch.Tensor, ...]  # a[i, :i] for each stage i (row 0 empty)
 
 
 @dataclass(frozen=True)
@@ -141,12 +142,14 @@ class ButcherTableau:
         b = torch.tensor(self.b, dtype=torch.float64)
         err = torch.tensor(self.b_error if self.b_error else [0.0] * s, dtype=torch.float64)
         kw = dict(dtype=dtype, device=device)
+        a_cast = a.to(**kw)
         return TableauTensors(
             c=torch.tensor(self.c, dtype=torch.float64).to(**kw),
-            a=a.to(**kw),
+            a=a_cast,
             b=b.to(**kw),
             b_and_error=torch.stack([b, err], -1).to(**kw),
             extra_c=torch.tensor(self.extra_c, dtype=torch.float64).to(**kw),
             extra_a=extra_a.to(**kw),
             interp=torch.tensor(self.interp, dtype=torch.float64).to(**kw),
+            a_rows=tuple(a_cast[i, :i] for i in range(s)),
         )

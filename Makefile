@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: venv demo test test-all test-julia bench bench-stiff bench-data bench-brusselator bench-adjoint lint clean distclean
+.PHONY: venv demo test test-all test-julia bench bench-stiff bench-data bench-brusselator bench-adjoint examples-da lint clean distclean
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ bench: venv
 bench-stiff: venv
 	$(PY) -m pip install -e ".[bench]"
 	$(PY) benchmarks/stiff.py
+
+examples-da: venv
+	$(PY) examples/da_lorenz96.py --out results
+	$(PY) examples/da_motion_estimation.py --out results
 
 bench-data: venv
 	$(PY) benchmarks/data_generation.py

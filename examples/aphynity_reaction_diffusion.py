@@ -183,7 +183,7 @@ def plot(path, truth, predictions, rows):
     lo, hi = float(truth[0].min()), float(truth[0].max())
     mse = {r["model"]: r["test_mse"] for r in rows}
     for ax, (name, field) in zip(axes, panels):
-        ax.imshow(field[0], vmin=lo, vmax=hi, cmap="viridis")
+        ax.imshow(field[0].numpy(), vmin=lo, vmax=hi, cmap="viridis")
         title = name if name == "truth" else f"{name}\nMSE {mse[name]:.1e}"
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])

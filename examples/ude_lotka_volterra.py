@@ -184,8 +184,9 @@ def plot(path, train, test, t_test, states, exact, curves, axes, rows):
     ax[1].plot(k, curves["learned"][k, 1], "tab:blue", ls="--", lw=1.3, label=r"$U_{\theta,2}$")
     ax[1].set(xlabel="sample along four training trajectories", title="learned vs true term")
     ax[1].legend(fontsize=7)
-    im = ax[2].pcolormesh(axes[0], axes[1], curves["grid_error"].T, shading="auto", cmap="magma")
-    ax[2].plot(states[:, 0].cpu(), states[:, 1].cpu(), ".", color="cyan", ms=1.5)
+    im = ax[2].pcolormesh(axes[0].numpy(), axes[1].numpy(), curves["grid_error"].T.numpy(),
+                          shading="auto", cmap="magma")
+    ax[2].plot(states[:, 0].cpu().numpy(), states[:, 1].cpu().numpy(), ".", color="cyan", ms=1.5)
     ax[2].set(xlabel="x (prey)", ylabel="y (predator)", title="|U - true| / mean |true| on a grid")
     fig.colorbar(im, ax=ax[2])
     fig.tight_layout()

@@ -74,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--test", type=int, default=25, help="test trajectories")
     p.add_argument("--hidden", type=int, default=64, help="hidden units of the MLPs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the runs checkpointed under --out (after an interruption)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--float32", action="store_true", help="train in float32 (default float64)")
     return p.parse_args(argv)
@@ -132,7 +134,11 @@ def main(argv=None) -> int:
         tic = time.perf_counter()
         result = Trainer(model, objective, opt, windows, epochs=max(int(args.steps * factor), 1),
                          batch_size=len(windows), seed=args.seed, device=device,
-                         out_dir=args.out / f"model{i}", progress=True).fit()
+                         out_dir=args.out / f"model{i}", progress=True,
+                         resume="auto" if args.resume else False).fit()
+        if result.interrupted:
+            print(f"\n  interrupted; checkpoints are in {args.out}: rerun with --resume")
+            return 130
         seconds = time.perf_counter() - tic
         with torch.no_grad():
             pred = forecast(model, test_u0, t.to(device), alg=ps.Tsit5(), rtol=1e-7, atol=1e-9)

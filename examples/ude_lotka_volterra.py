@@ -63,6 +63,8 @@ def parse_args(argv=None):
                    help="observation noise, as a fraction of the mean state (paper: 0.05)")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the runs checkpointed under --out (after an interruption)")
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
 
@@ -111,15 +113,23 @@ def main(argv=None) -> int:
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=args.steps,
                                                               eta_min=1e-3)
         tag = "ude" if model is ude else "node"
-        Trainer(model, objective, adam, windows, scheduler=schedule, epochs=args.steps,
-                batch_size=len(windows), seed=args.seed, device=device,
-                out_dir=args.out / f"{tag}_adam", progress=True).fit()
+        resume = "auto" if args.resume else False
+        result = Trainer(model, objective, adam, windows, scheduler=schedule, epochs=args.steps,
+                         batch_size=len(windows), seed=args.seed, device=device,
+                         out_dir=args.out / f"{tag}_adam", progress=True, resume=resume).fit()
+        if result.interrupted:
+            print(f"\n  interrupted; checkpoints are in {args.out}: rerun with --resume")
+            return 130
         if args.lbfgs:
             lbfgs = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=20,
                                       line_search_fn="strong_wolfe")
-            Trainer(model, objective, lbfgs, windows, epochs=args.lbfgs,
-                    batch_size=len(windows), seed=args.seed, device=device,
-                    out_dir=args.out / f"{tag}_lbfgs", progress=True).fit()
+            result = Trainer(model, objective, lbfgs, windows, epochs=args.lbfgs,
+                             batch_size=len(windows), seed=args.seed, device=device,
+                             out_dir=args.out / f"{tag}_lbfgs", progress=True,
+                             resume=resume).fit()
+            if result.interrupted:
+                print(f"\n  interrupted; checkpoints are in {args.out}: rerun with --resume")
+                return 130
         seconds = time.perf_counter() - tic
         with torch.no_grad():
             fit = forecast(model, train.u[:, 0].to(device), t_train.to(device), alg=ps.Tsit5(),

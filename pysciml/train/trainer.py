@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class TrainResult:
     interrupted: bool = False
     checkpoint: Path | None = None
     elapsed_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

@@ -18,6 +18,7 @@ import torch
 from problems import LOTKA_VOLTERRA, lotka_volterra, numpy_rhs, scipy_reference
 
 import pysciml as ps
+from pysciml.sensealg import GaussAdjoint
 
 F64 = torch.float64
 SENSEALGS = [
@@ -27,12 +28,13 @@ SENSEALGS = [
     ps.InterpolatingAdjoint(checkpointing=True),
     ps.InterpolatingAdjoint(checkpointing=True, checkpoints=5),
     ps.QuadratureAdjoint(),
+    GaussAdjoint(),
 ]
 SENSE_IDS = ["DirectBackprop", "Backsolve", "Interpolating", "Interpolating-ckpt",
-             "Interpolating-ckpt5", "Quadrature"]
+             "Interpolating-ckpt5", "Quadrature", "Gauss"]
 # one of each family (the checkpointed variants share the parameter handling of the others)
-FAMILIES = [SENSEALGS[i] for i in (0, 1, 2, 5)]
-FAMILY_IDS = [SENSE_IDS[i] for i in (0, 1, 2, 5)]
+FAMILIES = [SENSEALGS[i] for i in (0, 1, 2, 5, 6)]
+FAMILY_IDS = [SENSE_IDS[i] for i in (0, 1, 2, 5, 6)]
 RTOL, ATOL = 1e-10, 1e-12
 FD_STEP = 1e-6
 GRAD_TOL = 1e-5  # against finite differences / closed forms
@@ -467,8 +469,8 @@ def test_sensealgs_agree(index):
     assert rel_err(lv_gradients(index), lv_gradients(0)) < AGREE_TOL
 
 
-@pytest.mark.parametrize("sensealg", [SENSEALGS[1], SENSEALGS[2], SENSEALGS[5]],
-                         ids=[SENSE_IDS[1], SENSE_IDS[2], SENSE_IDS[5]])
+@pytest.mark.parametrize("sensealg", [SENSEALGS[i] for i in (1, 2, 5, 6)],
+                         ids=[SENSE_IDS[i] for i in (1, 2, 5, 6)])
 def test_adjoint_tolerances_control_the_error(sensealg):
     """A forward solve at rtol 1e-10 with the adjoint's own rtol/atol: a loose adjoint (1e-4) is
     less accurate than a tight one (1e-10), and the tight one meets the FD reference."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 from torch.func import jvp as func_jvp
+from torch.func import vjp as func_vjp
 from torch.func import vmap
 
 __all__ = ["jacobian", "jacobian_and_time_derivative", "jvp", "vjp"]
@@ -47,6 +48,10 @@ def jacobian_and_time_derivative(f: RHS, t: torch.Tensor,
     Jacobian by ``N`` backward passes through one graph of ``f`` and keeps the fast path only if
     both agree (``f.stacked_jacobian``).
     """
+    if torch.is_grad_enabled():
+        differentiable = _differentiable(f, t, u)
+        if differentiable is not None:
+            return differentiable
     u, t = u.detach(), t.detach().clone()
     verdict = getattr(f, "stacked_jacobian", None)
     if verdict is False:
@@ -61,6 +66,44 @@ def jacobian_and_time_derivative(f: RHS, t: torch.Tensor,
     if hasattr(f, "stacked_jacobian"):
         f.stacked_jacobian = bool(agree)
     return rows
+
+
+def _differentiable(f: RHS, t, u) -> tuple[torch.Tensor, torch.Tensor] | None:
+    r"""``(J, ∂f/∂t)`` that carry autograd history, for differentiating through the solver
+    (``DirectBackprop``): a Rosenbrock step's result depends on :math:`J` itself, so its exact
+    discrete gradient needs :math:`\partial J/\partial p` and :math:`\partial J/\partial u`.
+
+    ``torch.func.vjp`` differentiates ``f`` at an inner level: the results have history only if
+    ``f`` depends on tensors that require grad (parameters, or ``u``/``t`` themselves), so a solve
+    that needs no gradient pays only the transform's overhead. The stacked layout is used once
+    the first call has verified it (``f.stacked_jacobian``), else ``N`` products through one
+    graph. ``None`` when ``f`` cannot be transformed (the caller then detaches).
+    """
+    verdict = getattr(f, "stacked_jacobian", None)
+    if verdict is None:  # let the detached path decide (and record) whether stacking works
+        with torch.no_grad():
+            jacobian_and_time_derivative(f, t, u)
+        verdict = getattr(f, "stacked_jacobian", None)
+    B, N = u.shape
+    try:
+        if verdict:
+            u_rep = u.expand(N, B, N).clone()
+            t_rep = t.expand(N, B).clone()
+            _, pullback = func_vjp(f, t_rep, u_rep)
+            seed = torch.eye(N, dtype=u.dtype, device=u.device)[:, None, :].expand(N, B, N)
+            g_t, g_u = pullback(seed)
+            return g_u.transpose(0, 1), g_t.T
+        fy, pullback = func_vjp(f, t.clone(), u)
+        rows, dts = [], []
+        for i in range(N):
+            w = torch.zeros_like(fy)
+            w[:, i] = 1
+            g_t, g_u = pullback(w)
+            rows.append(g_u)
+            dts.append(g_t)
+        return torch.stack(rows, 1), torch.stack(dts, 1)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return None
 
 
 def _rows_and_time(f: RHS, t, u):

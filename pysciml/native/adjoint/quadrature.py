@@ -1,40 +1,142 @@
-r"""The parameter gradient of the quadrature adjoint:
-:math:`\frac{dL}{dp} = \int_{t_0}^{t_1} \lambda(t)^\top \frac{\partial f}{\partial p}(t, u(t))\,dt`,
+r"""The parameter gradient of the quadrature adjoints,
 
-by :math:`n`-point Gauss–Legendre quadrature on every step of the backward solve (exact for
-polynomials of degree :math:`2n - 1`), with :math:`\lambda(t)` from the backward dense output and
-:math:`u(t)` from the forward one.
+.. math::
+    \frac{dL}{dp} = \int_{t_0}^{t_1} \lambda(t)^\top \frac{\partial f}{\partial p}(t, u(t))\,dt
+    = \sum_{\text{steps } [t, t+h]} (-h) \sum_{q=1}^{n} w_q\,
+      \lambda(t + \theta_q h)^\top \frac{\partial f}{\partial p}\big(t + \theta_q h,
+      u(t + \theta_q h)\big),
+
+by :math:`n`-point Gauss–Legendre quadrature (nodes :math:`\theta_q`, weights :math:`w_q` on
+:math:`[0, 1]`; exact for polynomials of degree :math:`2n - 1`) on every step of the backward
+solve (whose steps :math:`h` are negative: hence :math:`-h`), with :math:`\lambda` from the
+backward step's interpolant and :math:`u` from the forward dense output.
+
+* ``QuadratureAdjoint`` keeps the backward solve's dense output and integrates afterwards
+  (:func:`gauss_legendre_integral`).
+* ``GaussAdjoint`` integrates each accepted step as the backward solve takes it
+  (:class:`GaussIntegratingStepper`), so the backward dense output is never stored
+  (SciMLSensitivity's ``GaussAdjoint``, whose integrating callback does the same).
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from ..interpolation import DenseHistory
+from ..stepper import AbstractStepper, StepResult
 from .equations import AdjointEquations
 
-__all__ = ["gauss_legendre_integral"]
+__all__ = ["gauss_legendre_integral", "GaussIntegratingStepper", "gauss_legendre_nodes"]
 
 
-def gauss_legendre_integral(lam_history: DenseHistory, u_history: DenseHistory,
-                            eq: AdjointEquations, nodes: int) -> torch.Tensor:
-    """``∫ λᵀ ∂f/∂p dt`` over the span of ``lam_history`` (packed ``(1, B*N)`` steps)."""
+@functools.lru_cache(maxsize=32)
+def _nodes_on_device(nodes: int, dtype: torch.dtype,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     x, w = np.polynomial.legendre.leggauss(nodes)
-    t, h, _, _ = lam_history._stack()  # (1, M)
+    return (torch.as_tensor((x + 1) / 2, dtype=dtype, device=device),
+            torch.as_tensor(w / 2, dtype=dtype, device=device))
+
+
+def gauss_legendre_nodes(nodes: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss–Legendre nodes and weights on ``[0, 1]`` in ``like``'s dtype and device."""
+    return _nodes_on_device(nodes, like.dtype, like.device)
+
+
+def gauss_legendre_integral(lam_history: DenseHistory, u_of_times: Callable,
+                            eq: AdjointEquations, nodes: int) -> torch.Tensor:
+    """``∫ λᵀ ∂f/∂p dt`` over the steps of ``lam_history`` (a backward solve of ``B`` members
+    with one shared step); ``u_of_times((Q,)) -> (Q, B, N)``. All nodes of all steps are
+    evaluated in stacked calls of ``f``."""
+    t, h, _, _ = lam_history._stack()  # (B, M); the step is shared: member 0's times
     t, h = t[0], h[0]
     taken = h != 0
     t, h = t[taken], h[taken]
-    ref = h
-    theta = torch.as_tensor((x + 1) / 2, dtype=ref.dtype, device=ref.device)
-    weights = torch.as_tensor(w / 2, dtype=ref.dtype, device=ref.device)
+    theta, weights = gauss_legendre_nodes(nodes, h)
     times = (t[:, None] + theta[None, :] * h[:, None]).reshape(-1)  # (M * n,)
-    # the backward solve runs from t1 to t0: each step contributes -h (its signed length)
     scale = (-h[:, None] * weights[None, :]).reshape(-1)
-    lam = lam_history.evaluate(times)[:, 0, :]  # (Q, B*N)
-    u = u_history.evaluate(times)  # (Q, B, N)
-    total = torch.zeros(eq.P, dtype=ref.dtype, device=ref.device)
-    for q in range(times.shape[0]):
-        _, _, vjp_p = eq.vjp(times[q], u[q], lam[q].reshape(eq.B, eq.N), wrt_u=False)
-        total = total + scale[q] * vjp_p
-    return total
+    lam = lam_history.evaluate(times)  # (Q, B, N)
+    u = u_of_times(times)  # (Q, B, N)
+    return eq.parameter_vjp_sum(times, u, scale[:, None, None] * lam)
+
+
+class _Carry(NamedTuple):
+    """The wrapped stepper's cache and the trial step to integrate if it is accepted."""
+
+    inner: Any
+    trial: tuple | None
+
+
+class GaussIntegratingStepper(AbstractStepper):
+    r"""A stepper that also integrates :math:`\int \lambda^\top \partial f/\partial p\,dt` over
+    every step it takes, as the loop accepts it (:meth:`merge`): the Gauss–Legendre sum of the
+    module docstring with :math:`\lambda` from the step's own interpolant. The running total is
+    :attr:`total` (flat, length ``P``). The step, its error and its dense output are the
+    wrapped stepper's.
+
+    Args:
+        inner: the backward solve's stepper.
+        eq: the adjoint equations.
+        u_of_times: ``(Q,) -> (Q, B, N)``, the forward solution.
+        nodes: Gauss–Legendre nodes per step.
+    """
+
+    def __init__(self, inner: AbstractStepper, eq: AdjointEquations,
+                 u_of_times: Callable[[torch.Tensor], torch.Tensor], nodes: int,
+                 total: torch.Tensor):
+        self.inner = inner
+        self.eq = eq
+        self.u_of_times = u_of_times
+        self.nodes = nodes
+        self.total = total
+
+    @property
+    def order(self) -> int:
+        return self.inner.order
+
+    @property
+    def error_order(self) -> int | None:
+        return self.inner.error_order
+
+    @property
+    def adaptive(self) -> bool:
+        return self.inner.adaptive
+
+    def init(self, f, t, u, f0):
+        return _Carry(self.inner.init(f, t, u, f0), None)
+
+    def step(self, f, t, u, h, cache) -> StepResult:
+        inner = None if cache is None else cache.inner
+        result = self.inner.step(f, t, u, h, inner)
+        return result._replace(cache=_Carry(result.cache, (f, t, u, h, result)))
+
+    def merge(self, cache, new, accept):
+        merged = self.inner.merge(None if cache is None else cache.inner, new.inner, accept)
+        if new.trial is not None and bool(accept.any()):
+            self._integrate(new.trial, accept)
+        return _Carry(merged, None)
+
+    def _integrate(self, trial: tuple, accept: torch.Tensor) -> None:
+        f, t, u, h, result = trial
+        stages = self.inner.dense_stages(f, t, u, h, result)
+        h = torch.where(accept, h, torch.zeros_like(h))
+        theta, weights = gauss_legendre_nodes(self.nodes, h)
+        lead = h.abs().argmax()  # a member that took the (shared) step
+        times = t[lead] + theta * h[lead]  # (n,)
+        n, (B, N) = theta.shape[0], u.shape
+        # all nodes in one call of the interpolant: the batch repeated n times
+        lam = self.inner.interpolate(
+            u.repeat(n, 1), h.repeat(n), stages.repeat(1, n, 1),
+            theta.repeat_interleave(B)).reshape(n, B, N)
+        w = (-h[None, :, None] * weights[:, None, None]) * lam
+        self.total += self.eq.parameter_vjp_sum(times, self.u_of_times(times), w)
+
+    def dense_stages(self, f, t, u, h, result: StepResult) -> torch.Tensor:
+        return self.inner.dense_stages(f, t, u, h, result._replace(cache=result.cache.inner))
+
+    def interpolate(self, u, h, stages, theta):
+        return self.inner.interpolate(u, h, stages, theta)

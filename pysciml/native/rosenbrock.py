@@ -99,15 +99,19 @@ class Rosenbrock(AbstractTableauStepper):
         f.nfactor += 1
         stages = u.new_empty(s, B, N)
         flat = stages.view(s, B * N)
-        inv_h = (1.0 / hcol)
+        inv_h = 1.0 / hcol
+        c, d = self.tableau.c, self.tableau.d
+        h_dfdt = None if f.autonomous else hcol * dfdt  # (∂f/∂t = 0 for autonomous f)
         for i in range(s):
             if i == 0:
                 rhs = f(t, u)
             else:
-                arg = u + (tab.a[i, :i] @ flat[:i]).view(B, N)
-                rhs = f(t + tab.c[i] * h_safe, arg) + inv_h * (tab.C[i, :i] @ flat[:i]).view(B, N)
-            if self.tableau.d[i] != 0:
-                rhs = rhs + (h_safe * tab.d[i])[:, None] * dfdt
+                # one product for both sums: sum_j a_ij k_j and sum_j C_ij k_j
+                sums = (tab.aC_rows[i] @ flat[:i]).view(2, B, N)
+                rhs = torch.addcmul(f(torch.add(t, h_safe, alpha=c[i]), u + sums[0]), inv_h,
+                                    sums[1])
+            if d[i] != 0 and h_dfdt is not None:
+                rhs = torch.add(rhs, h_dfdt, alpha=d[i])
             stages[i] = lu_solve(factors, rhs)
         f.nlinsolve += s
         combined = (tab.b_and_error.T @ flat).view(2, B, N)

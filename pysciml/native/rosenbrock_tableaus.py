@@ -161,6 +161,7 @@ class RosenbrockTensors:
     btilde: torch.Tensor  # (s,)
     b_and_error: torch.Tensor  # (s, 2): columns b and btilde
     H: torch.Tensor  # (m, s) dense-output rows
+    aC_rows: tuple[torch.Tensor, ...]  # (2, i) for stage i: rows a[i, :i] and C[i, :i]
 
 
 def _lower(rows: tuple[tuple[float, ...], ...], s: int) -> np.ndarray:
@@ -273,6 +274,7 @@ class RosenbrockTableau:
         b = torch.tensor(self.b, dtype=torch.float64)
         btilde = torch.tensor(self.btilde, dtype=torch.float64)
         kw = dict(dtype=dtype, device=device)
+        aC = torch.stack([a, C]).to(**kw)
         return RosenbrockTensors(
             gamma=torch.tensor(self.gamma, dtype=torch.float64).to(**kw),
             a=a.to(**kw),
@@ -283,6 +285,7 @@ class RosenbrockTableau:
             btilde=btilde.to(**kw),
             b_and_error=torch.stack([b, btilde], -1).to(**kw),
             H=torch.tensor(self.H, dtype=torch.float64).to(**kw),
+            aC_rows=tuple(aC[:, i, :i] for i in range(s)),
         )
 
 

@@ -74,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--test", type=int, default=25, help="test trajectories")
     p.add_argument("--hidden", type=int, default=64, help="hidden units of the MLPs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (the tensors are small: one is fastest on CPU)")
     p.add_argument("--resume", action="store_true",
                    help="continue the runs checkpointed under --out (after an interruption)")
     p.add_argument("--device", default="cpu")
@@ -110,6 +112,7 @@ def make_models(hidden, dtype, device, ablation=False):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     dtype = torch.float32 if args.float32 else torch.float64
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,8 @@ def parse_args(argv=None):
                    help="Adam learning rate of the diffusion coefficients (they are ~1e-3)")
     p.add_argument("--tau2", type=float, default=1000.0, help="APHYNITY's multiplier step")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (the tensors are small: one is fastest on CPU)")
     p.add_argument("--resume", action="store_true",
                    help="continue the runs checkpointed under --out (after an interruption)")
     p.add_argument("--device", default="cpu")
@@ -106,6 +108,7 @@ def make_models(args, dtype, device):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     dtype = torch.float32 if args.float32 else torch.float64
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,8 @@ def parse_args(argv=None):
                    help="observation noise, as a fraction of the mean state (paper: 0.05)")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (the tensors are small: one is fastest on CPU)")
     p.add_argument("--resume", action="store_true",
                    help="continue the runs checkpointed under --out (after an interruption)")
     p.add_argument("--device", default="cpu")
@@ -71,6 +73,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     dtype, device = torch.float64, torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -9,8 +9,8 @@ Robertson's chemical kinetics (ROBER),
     \dot y_3 = k_2 y_2^2,
 
 with :math:`k = (0.04, 3\cdot10^7, 10^4)` spans nine orders of magnitude, so the constants are
-fitted as :math:`\theta = \log k`. Observations: the three species at 30 log-spaced times in
-:math:`[10^{-4}, 10^4]`, each with 0.5 % multiplicative Gaussian noise (seed 0). Loss: the mean
+fitted as :math:`\theta = \log k`. Observations: the three species at 15 log-spaced times in
+:math:`[10^{-3}, 10^4]`, each with 0.5 % multiplicative Gaussian noise (seed 0). Loss: the mean
 squared relative misfit,
 
 .. math::
@@ -18,8 +18,11 @@ squared relative misfit,
     \Big(\frac{y_j(t_i; \theta) - d_{ij}}{\sigma_{ij}}\Big)^2,
 
 with :math:`\sigma_{ij} = 0.005\, d_{ij}` (species 2 is ~1e-5 of the others: relative misfits
-weight all three alike). The solve is ``Rodas5P`` (rtol 1e-8) with ``GaussAdjoint`` gradients;
-the minimiser is L-BFGS (strong-Wolfe line search) from a start 30–60 % off each constant.
+weight all three alike). The solve is ``Rodas5P`` (rtol 1e-7) with ``GaussAdjoint`` gradients,
+whose backward solve has its own, looser tolerances (rtol 1e-5: the gradient to ~1e-6 relative,
+plenty for the minimiser; every observation restarts a fast transient of the adjoint state, so
+the backward solve takes several times the forward's steps); the minimiser is L-BFGS
+(strong-Wolfe line search) from a start 30–60 % off each constant.
 
 Prints a table of true, initial and fitted constants with their relative errors, and writes a
 PNG of the data and the fitted trajectories (log time axis) to ``results/fit_robertson.png`` or
@@ -43,6 +46,7 @@ from pysciml.sensealg import GaussAdjoint
 TRUE_K = (0.04, 3e7, 1e4)
 START_K = (0.025, 5e7, 1.4e4)
 NOISE = 0.005
+ADJOINT = GaussAdjoint(rtol=1e-5, atol=1e-6)
 
 
 def robertson(t, y, log_k):
@@ -57,13 +61,13 @@ def robertson(t, y, log_k):
 def solve(log_k: torch.Tensor, ts: torch.Tensor, sensealg=None) -> torch.Tensor:
     y0 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     prob = ps.ODEProblem(robertson, y0, (0.0, float(ts[-1])), log_k)
-    sol = ps.solve(prob, ps.Rodas5P(), saveat=ts, rtol=1e-8, atol=1e-12, sensealg=sensealg)
+    sol = ps.solve(prob, ps.Rodas5P(), saveat=ts, rtol=1e-7, atol=1e-11, sensealg=sensealg)
     if not sol.successful:
         raise RuntimeError(f"the solve failed: {sol.retcode}")
     return sol.u
 
 
-def fit(ts: torch.Tensor, data: torch.Tensor, max_iter: int = 60) -> tuple[torch.Tensor, list]:
+def fit(ts: torch.Tensor, data: torch.Tensor, max_iter: int = 30) -> tuple[torch.Tensor, list]:
     """L-BFGS on the log rate constants; returns the fit and the loss history."""
     theta = torch.tensor(START_K, dtype=torch.float64).log().requires_grad_(True)
     sigma = NOISE * data.abs()
@@ -74,9 +78,9 @@ def fit(ts: torch.Tensor, data: torch.Tensor, max_iter: int = 60) -> tuple[torch
 
     def closure():
         optimizer.zero_grad()
-        loss = (((solve(theta, ts, GaussAdjoint()) - data) / sigma) ** 2).mean()
+        loss = (((solve(theta, ts, ADJOINT) - data) / sigma) ** 2).mean()
         loss.backward()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         return loss
 
     optimizer.step(closure)
@@ -115,13 +119,13 @@ def _save_figure(path: Path, ts, data, fitted_ts, fitted, true_curve) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Fit ROBER's rate constants (log scale).")
     parser.add_argument("--out", default="results/fit_robertson.png", help="the PNG to write")
-    parser.add_argument("--max-iter", type=int, default=60, help="L-BFGS iterations")
+    parser.add_argument("--max-iter", type=int, default=30, help="L-BFGS iterations")
     args = parser.parse_args(argv)
     if args.max_iter < 1:
         raise ValueError(f"--max-iter: expected a positive int, got {args.max_iter}")
 
     torch.manual_seed(0)
-    ts = torch.logspace(-4, 4, 30, dtype=torch.float64)
+    ts = torch.logspace(-3, 4, 15, dtype=torch.float64)
     true_log_k = torch.tensor(TRUE_K, dtype=torch.float64).log()
     with torch.no_grad():
         clean = solve(true_log_k, ts)

@@ -61,8 +61,19 @@ def _segments(setup, t0: torch.Tensor, ts: torch.Tensor):
     if not rows_after:
         return []
     if not checkpointed(setup.sensealg):
-        last = rows_after[-1]
-        return [(ts[last], t0, rows_after[:-1], last, None)]
+        if not isinstance(setup.sensealg, (QuadratureAdjoint, GaussAdjoint)):
+            last = rows_after[-1]
+            return [(ts[last], t0, rows_after[:-1], last, None)]
+        # per-member adjoints restart their solve at every save time: the jump of lambda
+        # there starts a fast transient, which a fresh initial step meets better than the
+        # large step carried over from before the jump (fewer rejected steps)
+        times = sorted({ts_d[k] for k in rows_after})
+        segments = []
+        for j in range(len(times) - 1, -1, -1):
+            rows = [k for k in rows_after if ts_d[k] == times[j]]
+            t_lo = t0 if j == 0 else ts[[k for k in rows_after if ts_d[k] == times[j - 1]][0]]
+            segments.append((ts[rows[0]], t_lo, [], rows, None))
+        return segments
     ts_all, us_all = setup.saved["ts_all"], setup.saved["us_all"]
     bounds = [(t0, None)] + [(ts_all[i], us_all[i]) for i, s in
                              enumerate((d * ts_all).tolist()) if s > t0_d]
@@ -152,8 +163,8 @@ def adjoint_backward(setup, u0, t0, ts, us, grad_us) -> dict:
     mu = torch.zeros(P, dtype=dtype, device=device)
     failed: ReturnCode | None = None
     for t_hi, t_lo, interior, start_row, u_lo in _segments(setup, t0, ts):
-        if start_row is not None:
-            lam = lam + g[start_row]
+        for row in ([start_row] if isinstance(start_row, int) else start_row or []):
+            lam = lam + g[row]
         u_of_times = None if backsolve else _forward_on_segment(
             setup, history, ok, all_ok, u0, p_det, t_lo, t_hi, u_lo)
         interior = interior[::-1]  # the backward solve meets the save times in reverse

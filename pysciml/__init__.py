@@ -27,7 +27,13 @@ from .algorithms import (
 from .linear_solvers import GMRES, LUFactorization
 from .native.controller import IController, PIController
 from .problem import ODEProblem, SplitODEProblem
-from .sensealg import BacksolveAdjoint, DirectBackprop, InterpolatingAdjoint, QuadratureAdjoint
+from .sensealg import (
+    BacksolveAdjoint,
+    DirectBackprop,
+    GaussAdjoint,
+    InterpolatingAdjoint,
+    QuadratureAdjoint,
+)
 from .solution import ODESolution, ReturnCode, SolveFailedError, Stats
 from .solve import solve
 
@@ -40,4 +46,5 @@ __all__ = [
     "SplitODEProblem",
     "PIController", "IController", "LUFactorization", "GMRES",
     "DirectBackprop", "BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint",
+    "GaussAdjoint",
 ]

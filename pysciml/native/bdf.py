@@ -278,8 +278,10 @@ class BDF(AbstractStepper):
         y_new = torch.where(running[:, None], y_new, u)
         C = tab.error_const
         err = C[k][:, None] * d
-        u_d, y_d = u.detach(), y_new.detach()
-        errn = torch.nan_to_num(error_norm(err.detach(), u_d, y_d, f.rtol, f.atol),
+        # errors of the controlled components only (all but in an adjoint's seminorm)
+        sel = f.controlled
+        u_d, y_d = sel(u.detach()), sel(y_new.detach())
+        errn = torch.nan_to_num(error_norm(sel(err.detach()), u_d, y_d, f.rtol, f.atol),
                                 nan=float("inf"))
         ok = converged & (errn <= 1)
         kf = k.to(u.dtype)
@@ -291,7 +293,7 @@ class BDF(AbstractStepper):
         order_new, n_equal_new = k, n_equal + 1
         if any_select:
             rows = torch.stack([k, k + 2], 1)[:, :, None].expand(-1, -1, D.shape[-1])
-            D_m, D_p = D_new.detach().gather(1, rows).unbind(1)
+            D_m, D_p = (sel(x) for x in D_new.detach().gather(1, rows).unbind(1))
             inf = torch.full_like(errn, float("inf"))
             err_m = torch.where(k > 1, error_norm(C[k - 1][:, None] * D_m, u_d, y_d, f.rtol,
                                                   f.atol), inf)

@@ -92,7 +92,7 @@ def integrate(
             the rest are quadratures that do not feed back into the dynamics).
     """
     controller = controller or PIController()
-    fc = CountedRHS(f, jac, rtol, atol, parts, precond)
+    fc = CountedRHS(f, jac, rtol, atol, parts, precond, error_components)
     B, _ = u0.shape
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if float(t1) >= float(t0) else -1.0

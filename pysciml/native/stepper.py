@@ -28,11 +28,16 @@ class CountedRHS:
     is then their sum); ``precond``: a flattened Krylov preconditioner
     ``(t (B,), u (B, N), hgamma (B,), r (B, N)) -> (B, N)``. Steppers add to ``njac``,
     ``nfactor``, ``nlinsolve`` and ``nnonlinfail``; calls are counted in ``calls``.
+    ``error_components``: the error of the first ``k`` components only is controlled (a
+    seminorm; the rest are quadratures that do not feed back); :meth:`controlled` selects them
+    for steppers that measure errors themselves (BDF's order selection).
     """
 
     def __init__(self, f: RHS, jac: Callable | None = None, rtol=1e-3, atol=1e-6,
-                 parts: tuple[RHS, RHS] | None = None, precond: Callable | None = None):
+                 parts: tuple[RHS, RHS] | None = None, precond: Callable | None = None,
+                 error_components: int | None = None):
         self.f = f
+        self.error_components = error_components
         self.precond = precond
         self.jac = jac
         self.parts = None if parts is None else tuple(self._counted(g) for g in parts)
@@ -49,6 +54,12 @@ class CountedRHS:
     def __call__(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         return self.f(t, u)
+
+    def controlled(self, x: torch.Tensor) -> torch.Tensor:
+        """The error-controlled components of ``x`` ``(B, N)`` (all unless
+        ``error_components`` is set)."""
+        k = self.error_components
+        return x if k is None else x[..., :k]
 
     def _counted(self, g: RHS) -> RHS:
         """A part of a split right-hand side; a call of each part counts half of ``nf``."""

@@ -12,7 +12,7 @@ from .algorithms import AbstractAlgorithm
 from .backends import select_backend
 from .native.controller import AbstractController
 from .problem import ODEProblem
-from .sensealg import AbstractSensitivityAlgorithm
+from .sensealg import AbstractSensitivityAlgorithm, DirectBackprop
 from .solution import ODESolution, ReturnCode, SolveFailedError
 from .validation import check_rhs_output, validate
 
@@ -89,7 +89,10 @@ def solve(
                            dtmax=None if dtmax is None else float(dtmax))
     runtime = select_backend(backend, alg, prob=prob, inputs=inputs, options=options,
                              sensealg=sensealg)
-    with torch.no_grad():
+    # one evaluation checks f's output; a direct (backpropagated) solve then starts from it, so
+    # it keeps its graph when a gradient may be taken
+    direct = sensealg is None or isinstance(sensealg, DirectBackprop)
+    with torch.set_grad_enabled(direct and torch.is_grad_enabled()):
         du0 = prob.f(inputs.t0.expand(prob.batch_shape), prob.u0, prob.p)
     check_rhs_output(prob, du0)
     if runtime == "julia":
@@ -97,7 +100,7 @@ def solve(
 
         sol = solve_julia(prob, alg, inputs, options, sensealg)
     else:
-        sol = solve_native(prob, alg, inputs, options, sensealg)
+        sol = solve_native(prob, alg, inputs, options, sensealg, f0=du0)
     if not sol.successful:
         _report_failure(sol, throw)
     return sol

@@ -131,8 +131,12 @@ def _needs_grad(prob: ODEProblem, inputs: ValidatedInputs) -> bool:
 
 
 def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: SolveOptions,
-                 sensealg: AbstractSensitivityAlgorithm | None) -> ODESolution:
-    """Solve on the native runtime; gradients by ``sensealg`` (DirectBackprop by default)."""
+                 sensealg: AbstractSensitivityAlgorithm | None,
+                 f0: torch.Tensor | None = None) -> ODESolution:
+    """Solve on the native runtime; gradients by ``sensealg`` (DirectBackprop by default).
+
+    ``f0``: ``f(t0, u0, p)`` if already evaluated (``(*batch, *state)``), reused by a direct
+    solve as its first evaluation."""
     flat = FlatProblem(prob)
     split = isinstance(prob, SplitODEProblem)
     stepper: AbstractStepper = (alg.stepper(imex=True) if split and getattr(alg, "imex", False)
@@ -162,7 +166,8 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
             return flat.rhs(t, y, p)
 
         result = integrate(stepper, rhs, inputs.t0, inputs.t1, flat.flatten(prob.u0),
-                           ts=inputs.ts, dense=options.dense, **loop_kwargs)
+                           ts=inputs.ts, dense=options.dense,
+                           f0=None if f0 is None else flat.flatten(f0), **loop_kwargs)
         us = result.us
     dense = result.dense
     if dense is not None:

@@ -66,6 +66,7 @@ def integrate(
     parts: tuple[RHS, RHS] | None = None,
     precond: Callable | None = None,
     error_components: int | None = None,
+    f0: torch.Tensor | None = None,
 ) -> IntegrationResult:
     """Integrate ``u' = f(t, u)`` from ``t0`` to ``t1`` for a batch of members.
 
@@ -90,6 +91,8 @@ def integrate(
         precond: a flattened preconditioner for Newton–Krylov (see ``CountedRHS``).
         error_components: control the error of the first ``k`` components only (a seminorm:
             the rest are quadratures that do not feed back into the dynamics).
+        f0: ``f(t0, u0)`` ``(B, N)`` if the caller has evaluated it already (counted as one
+            call of ``f``).
     """
     controller = controller or PIController()
     fc = CountedRHS(f, jac, rtol, atol, parts, precond, error_components)
@@ -102,7 +105,10 @@ def integrate(
 
     t = t0.expand(B).clone()  # its own memory per member (functorch transforms need it)
     u = u0
-    f0 = fc(t, u)
+    if f0 is None:
+        f0 = fc(t, u)
+    else:
+        fc.calls += 1
     cache = stepper.init(fc, t, u, f0)
     status = torch.zeros(B, dtype=torch.int64, device=device)
     initially_bad = ~(torch.isfinite(u0).all(-1) & torch.isfinite(f0).all(-1))

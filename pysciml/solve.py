@@ -14,7 +14,7 @@ from .native.controller import AbstractController
 from .problem import ODEProblem
 from .sensealg import AbstractSensitivityAlgorithm, DirectBackprop
 from .solution import ODESolution, ReturnCode, SolveFailedError
-from .validation import check_rhs_output, validate
+from .validation import check_rhs_output, expect_instance, validate
 
 __all__ = ["solve"]
 
@@ -64,15 +64,12 @@ def solve(
     Returns:
         An :class:`~pysciml.ODESolution` whose ``u`` has shape ``(len(t), *batch, *state)``.
     """
-    if not isinstance(alg, AbstractAlgorithm):
-        raise TypeError(f"alg: expected an algorithm such as pysciml.Tsit5(), got "
-                        f"{type(alg).__name__}")
-    if sensealg is not None and not isinstance(sensealg, AbstractSensitivityAlgorithm):
-        raise TypeError(f"sensealg: expected a sensitivity algorithm such as "
-                        f"pysciml.InterpolatingAdjoint(), got {type(sensealg).__name__}")
-    if controller is not None and not isinstance(controller, AbstractController):
-        raise TypeError(f"controller: expected a step-size controller such as "
-                        f"pysciml.PIController(), got {type(controller).__name__}")
+    expect_instance("alg", alg, AbstractAlgorithm, "an algorithm such as pysciml.Tsit5()")
+    expect_instance("sensealg", sensealg, AbstractSensitivityAlgorithm,
+                    "a sensitivity algorithm such as pysciml.InterpolatingAdjoint()",
+                    allow_none=True)
+    expect_instance("controller", controller, AbstractController,
+                    "a step-size controller such as pysciml.PIController()", allow_none=True)
     inputs = validate(prob, saveat=saveat, rtol=rtol, atol=atol, max_steps=max_steps, dt=dt)
     if not alg.adaptive and dt is None:
         raise ValueError(f"dt: {alg.name} is a fixed-step method and needs dt")

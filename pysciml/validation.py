@@ -12,7 +12,7 @@ from torch.utils import _pytree as pytree
 
 from .problem import ODEProblem
 
-__all__ = ["ValidatedInputs", "validate"]
+__all__ = ["ValidatedInputs", "validate", "check_rhs_output", "expect_instance"]
 
 
 @dataclass(frozen=True)
@@ -209,3 +209,12 @@ def check_rhs_output(prob: ODEProblem, du: Any) -> None:
     if du.device != prob.u0.device:
         raise ValueError(f"f: returned a tensor on {du.device}, expected u0's device "
                          f"{prob.u0.device}")
+
+
+def expect_instance(name: str, value: Any, cls: type | tuple[type, ...], expected: str,
+                    allow_none: bool = False) -> None:
+    """Raise ``TypeError("{name}: expected {expected}, got {type}")`` unless ``value`` is an
+    instance of ``cls`` (or ``None`` when ``allow_none``)."""
+    if (value is None and allow_none) or isinstance(value, cls):
+        return
+    raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")

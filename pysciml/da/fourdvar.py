@@ -39,6 +39,7 @@ import torch
 from ..algorithms import AbstractAlgorithm
 from ..problem import ODEProblem
 from ..solve import solve
+from ..validation import expect_instance
 from .controls import Background, ControlVariable
 from .observations import Observations
 
@@ -101,21 +102,15 @@ class FourDVar:
                  *, background: Background | None = None, control: tuple[str, ...] = ("u0",),
                  parameter_background: Background | None = None,
                  solve_kwargs: dict | None = None):
-        if not isinstance(problem, ODEProblem):
-            raise TypeError(f"problem: expected a pysciml.ODEProblem, got "
-                            f"{type(problem).__name__}")
-        if not isinstance(alg, AbstractAlgorithm):
-            raise TypeError(f"alg: expected a pysciml algorithm such as pysciml.Tsit5(), got "
-                            f"{type(alg).__name__}")
-        if not isinstance(observations, Observations):
-            raise TypeError(f"observations: expected pysciml.da.Observations, got "
-                            f"{type(observations).__name__}")
-        if background is not None and not isinstance(background, Background):
-            raise TypeError(f"background: expected pysciml.da.Background or None, got "
-                            f"{type(background).__name__}")
-        if parameter_background is not None and not isinstance(parameter_background, Background):
-            raise TypeError(f"parameter_background: expected pysciml.da.Background or None, got "
-                            f"{type(parameter_background).__name__}")
+        expect_instance("problem", problem, ODEProblem, "a pysciml.ODEProblem")
+        expect_instance("alg", alg, AbstractAlgorithm,
+                        "a pysciml algorithm such as pysciml.Tsit5()")
+        expect_instance("observations", observations, Observations,
+                        "pysciml.da.Observations")
+        expect_instance("background", background, Background,
+                        "pysciml.da.Background or None", allow_none=True)
+        expect_instance("parameter_background", parameter_background, Background,
+                        "pysciml.da.Background or None", allow_none=True)
         control = (control,) if isinstance(control, str) else tuple(control)
         if not control or any(c not in _CONTROLS for c in control) or len(set(control)) != len(
                 control):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 
 import torch
@@ -37,15 +36,7 @@ import torch
 import pysciml as ps
 from pysciml import da
 from pysciml.physics import Lorenz96
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+from pysciml.train import atomic_write, atomic_write_text
 
 
 def make_windows(model, n_windows, times, generator, spin_up=5.0):
@@ -196,10 +187,10 @@ def main(argv=None) -> int:
           f"{y_all.shape[1]} training windows (observations only).\n"
           f"Total wall time {total:.0f} s.\n")
     out = args.out
-    atomic_write(os.path.join(out, "da_lorenz96.md"), md.encode())
-    atomic_write(os.path.join(out, "da_lorenz96.json"),
-                 json.dumps(dict(args=vars(args), rows=rows, training_loss=losses),
-                            indent=1).encode())
+    atomic_write_text(os.path.join(out, "da_lorenz96.md"), md)
+    atomic_write_text(os.path.join(out, "da_lorenz96.json"),
+                      json.dumps(dict(args=vars(args), rows=rows, training_loss=losses),
+                                 indent=1))
     print(md)
     import matplotlib
 
@@ -224,10 +215,8 @@ def main(argv=None) -> int:
     axes[1].set_title("learned 4DVar training (observations only)")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=os.path.abspath(out), suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, os.path.join(out, "da_lorenz96.png"))
+    atomic_write(os.path.join(out, "da_lorenz96.png"),
+                 lambda f: fig.savefig(f, format="png", dpi=120))
     print(f"wrote {out}/da_lorenz96.md, .json, .png")
     return 0
 

@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 
 import torch
 
@@ -36,15 +35,7 @@ import pysciml as ps
 from pysciml import da
 from pysciml.physics import AdvectionDiffusion2D
 from pysciml.physics.base import smooth_random_field
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+from pysciml.train import atomic_write, atomic_write_text
 
 
 def true_velocity(model, amplitude):
@@ -166,9 +157,9 @@ def main(argv=None) -> int:
           "Iterations: L-BFGS iterations, or CG iterations over all Gauss–Newton outer loops.\n\n"
           + header + "\n".join(lines) + "\n")
     out = args.out
-    atomic_write(os.path.join(out, "da_motion_estimation.md"), md.encode())
-    atomic_write(os.path.join(out, "da_motion_estimation.json"),
-                 json.dumps(dict(args=vars(args), rows=rows), indent=1).encode())
+    atomic_write_text(os.path.join(out, "da_motion_estimation.md"), md)
+    atomic_write_text(os.path.join(out, "da_motion_estimation.json"),
+                      json.dumps(dict(args=vars(args), rows=rows), indent=1))
     print(md)
     import matplotlib
 
@@ -190,10 +181,8 @@ def main(argv=None) -> int:
         ax.set_title(title)
         ax.set_aspect("equal")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=os.path.abspath(out), suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, os.path.join(out, "da_motion_estimation.png"))
+    atomic_write(os.path.join(out, "da_motion_estimation.png"),
+                 lambda f: fig.savefig(f, format="png", dpi=110))
     print(f"wrote {out}/da_motion_estimation.md, .json, .png")
     return 0
 

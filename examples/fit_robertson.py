@@ -32,9 +32,7 @@ PNG of the data and the fitted trajectories (log time axis) to ``results/fit_rob
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +40,7 @@ import torch
 
 import pysciml as ps
 from pysciml.sensealg import GaussAdjoint
+from pysciml.train import atomic_write
 
 TRUE_K = (0.04, 3e7, 1e4)
 START_K = (0.025, 5e7, 1.4e4)
@@ -104,15 +103,7 @@ def _save_figure(path: Path, ts, data, fitted_ts, fitted, true_curve) -> None:
     axes[0].legend()
     fig.suptitle("Robertson: rate constants fitted through Rodas5P + GaussAdjoint")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 

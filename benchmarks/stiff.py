@@ -804,16 +804,17 @@ def run_batch(args, device, method: str, have_jax: bool,
     alg = getattr(ps, method)()
     saveat = torch.tensor([T], dtype=F64, device=device)
 
-    def make_fn(jac):
+    def make_fn(jac, graph=False):
         prob = ps.ODEProblem(rober_t, u0, (0.0, T), p=p, batch_ndim=1, jac=jac)
         return _quiet(lambda: ps.solve(prob, alg, saveat=saveat, rtol=rtol, atol=atol,
-                                       max_steps=args.max_steps))
+                                       max_steps=args.max_steps, cuda_graph=graph))
 
-    def pysciml_batch(threads: int) -> tuple[str, dict]:
-        label = f"pysciml {method} (batch_ndim=1, {device.type}, {threads} thr)"
+    def pysciml_batch(threads: int, graph: bool = False) -> tuple[str, dict]:
+        label = (f"pysciml {method} (batch_ndim=1, {device.type}"
+                 f"{', cuda_graph' if graph else ''}, {threads} thr)")
         res: dict[str, Any] = {"members": B, "members_timed": B, "jac": args.jac,
-                               "torch_threads": threads}
-        fn = make_fn(rober_jac_t if args.jac == "analytic" else None)
+                               "torch_threads": threads, "cuda_graph": graph}
+        fn = make_fn(rober_jac_t if args.jac == "analytic" else None, graph)
         saved = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -829,7 +830,7 @@ def run_batch(args, device, method: str, have_jax: bool,
                                    f"{type(exc).__name__}: {str(exc)[:160]}; fell back to the "
                                    "automatic Jacobian")
                     print(f"  note: {res['note']}", flush=True)
-                    fn = make_fn(None)
+                    fn = make_fn(None, graph)
                     start = time.perf_counter()
                     sol = fn()
                 common._synchronize(device)
@@ -853,9 +854,12 @@ def run_batch(args, device, method: str, have_jax: bool,
 
     default_threads = torch.get_num_threads()
     ps_labels = []
-    for threads in [default_threads] + ([1] if default_threads > 1 and device.type == "cpu"
-                                        else []):
-        lab, res = pysciml_batch(threads)
+    if device.type == "cuda":  # the loop captured in a CUDA graph first, then eager
+        variants = [(default_threads, True), (default_threads, False)]
+    else:
+        variants = [(default_threads, False)] + ([(1, False)] if default_threads > 1 else [])
+    for threads, graph in variants:
+        lab, res = pysciml_batch(threads, graph)
         results[lab] = res
         ps_labels.append(lab)
     label = ps_labels[0]
@@ -931,7 +935,7 @@ def run_batch(args, device, method: str, have_jax: bool,
     text = print_table(
         ["solver", "timed/members", "ms (median)", "ms (min)", f"ms for {B}", "solves/s",
          "failed",
-         f"max err (first {n_ref})", f"pysciml ({default_threads} thr) solves/s ÷ this"], rows,
+         f"max err (first {n_ref})", "pysciml (first row) solves/s ÷ this"], rows,
         title=(f"\n## Goal (b): {B} ROBER instances, throughput on {device.type} "
                "(pysciml per-member steps, torch threads: default and 1; LSODA extrapolated "
                "from its loop; solves/s from the median)"))
@@ -944,7 +948,8 @@ def run_batch(args, device, method: str, have_jax: bool,
                 continue
             x = rate / r["solves_per_s"] if math.isfinite(rate) else math.nan
             word = "faster" if x >= 1 else "slower"
-            lines.append(f"Goal (b): pysciml {method} ({threads} thr) {rate:.1f} solves/s vs "
+            how = f"{threads} thr" + (", cuda_graph" if results[lab]["cuda_graph"] else "")
+            lines.append(f"Goal (b): pysciml {method} ({how}) {rate:.1f} solves/s vs "
                          f"{name} {r['solves_per_s']:.1f} solves/s → {fmt_ratio(x)} ({word})"
                          if math.isfinite(x) else f"Goal (b): pysciml run failed vs {name}")
     if not have_jax:

@@ -37,6 +37,7 @@ def solve(
     tstops: Any = None,
     dtmin: float = 0.0,
     dtmax: float | None = None,
+    cuda_graph: bool = False,
 ) -> ODESolution:
     r"""Solve an initial value problem.
 
@@ -60,6 +61,13 @@ def solve(
             :class:`~pysciml.PIController` with the DOPRI5 coefficients).
         tstops: times the solver must step to exactly (e.g. discontinuities of ``f``).
         dtmin, dtmax: bounds of the step size's magnitude.
+        cuda_graph: on a CUDA device, record one iteration of the time loop in a CUDA graph and
+            replay it (:mod:`pysciml.native.cuda_graph`): for batches of small systems, whose
+            solves are bound by kernel launches. It applies to explicit and Rosenbrock methods
+            solved without autograd history (under ``torch.no_grad``, or when nothing requires
+            grad) with ``saveat`` (no dense output); elsewhere a warning says why it was not used
+            and the loop runs eagerly. Ignored on the CPU. The right-hand side must not
+            synchronise with the host (no ``.item()``, no Python branches on tensor values).
 
     Returns:
         An :class:`~pysciml.ODESolution` whose ``u`` has shape ``(len(t), *batch, *state)``.
@@ -83,7 +91,8 @@ def solve(
     options = SolveOptions(dt=dt, max_steps=max_steps, shared_step=shared_step,
                            dense=(saveat is None) if dense is None else bool(dense),
                            controller=controller, tstops=stops, dtmin=float(dtmin),
-                           dtmax=None if dtmax is None else float(dtmax))
+                           dtmax=None if dtmax is None else float(dtmax),
+                           cuda_graph=bool(cuda_graph))
     runtime = select_backend(backend, alg, prob=prob, inputs=inputs, options=options,
                              sensealg=sensealg)
     # one evaluation checks f's output; a direct (backpropagated) solve then starts from it, so

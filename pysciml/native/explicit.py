@@ -32,6 +32,7 @@ class ExplicitRungeKutta(AbstractTableauStepper):
     """
 
     tableau: ButcherTableau
+    capturable = True  # no host synchronisation in a step
 
     def init(self, f: RHS, t, u, f0):
         return f0 if self.tableau.fsal else None

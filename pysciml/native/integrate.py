@@ -5,21 +5,28 @@ knows nothing of adjoints, runtimes or problem types. It advances a batch of ``B
 flattened states ``(B, N)``, each with its own time and step size (or one shared step), and
 synchronises with the host once per iteration (to decide whether to go on and how many save
 points to interpolate).
+
+One iteration is :func:`trial` (a trial step of every running member, its acceptance, the new
+step size and return codes) followed by :func:`commit` (the accepted members move). Both are
+pure tensor code without host synchronisation, so :mod:`pysciml.native.cuda_graph` can capture
+the same iteration in a CUDA graph and replay it (``integrate(..., cuda_graph=True)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 
 from ..solution import ReturnCode, Stats
 from .controller import AbstractController, PIController, error_norm, initial_step
 from .interpolation import DenseHistory
-from .stepper import RHS, AbstractStepper, CountedRHS
+from .stepper import RHS, AbstractStepper, CountedRHS, StepResult
 
-__all__ = ["integrate", "IntegrationResult", "JumpFn"]
+__all__ = ["integrate", "IntegrationResult", "JumpFn", "LoopState", "Trial", "trial", "commit",
+           "crossed_saves"]
 
 JumpFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``on_tstop(stop_index (B,), hit (B,), t (B,), u (B, N)) -> u``: a jump of the state at a stop."""
@@ -38,9 +45,177 @@ class IntegrationResult:
     dense: DenseHistory | None
 
 
+@dataclass
+class LoopContext:
+    """What stays fixed during one integration (settings, targets, save times, constants)."""
+
+    stepper: AbstractStepper
+    fc: CountedRHS
+    controller: AbstractController
+    rtol: Any
+    atol: Any
+    direction: float
+    shared_step: bool
+    error_components: int | None
+    error_order: int
+    max_steps: int
+    dtmin: torch.Tensor
+    dtmax: float | None
+    eps: float
+    target_end: torch.Tensor  # (B,)
+    tstops: torch.Tensor | None
+    ts: torch.Tensor  # (S,)
+    ts_dir: torch.Tensor  # (S,) directed
+    zero: torch.Tensor  # (B,) of the state's dtype
+    zero_i: torch.Tensor  # (B,) int64
+    reach: float = 1 + 1e-6  # a step within this factor of the target ends exactly on it
+
+    @property
+    def n_stops(self) -> int:
+        return 0 if self.tstops is None else self.tstops.shape[0]
+
+    @property
+    def S(self) -> int:
+        return self.ts.shape[0]
+
+
+class LoopState(NamedTuple):
+    """The state of the loop between iterations; every field is a tensor of leading size ``B``
+    (``cache``: whatever the stepper carries)."""
+
+    t: torch.Tensor
+    u: torch.Tensor
+    h: torch.Tensor  # the next step to try (signed)
+    ctrl: torch.Tensor  # the controller's state
+    status: torch.Tensor  # 0 while running, else a ReturnCode value
+    save_ptr: torch.Tensor  # save times at or before t
+    stop_ptr: torch.Tensor  # tstops reached
+    n_steps: torch.Tensor
+    n_accept: torch.Tensor
+    n_reject: torch.Tensor
+    cache: Any
+
+
+class Trial(NamedTuple):
+    """One trial step of every member from a :class:`LoopState`, judged but not yet taken."""
+
+    result: StepResult
+    h_step: torch.Tensor  # (B,) the step tried (0 for members not running)
+    t_new: torch.Tensor
+    h_next: torch.Tensor
+    ctrl: torch.Tensor
+    accept: torch.Tensor
+    status: torch.Tensor
+    n_steps: torch.Tensor
+    n_accept: torch.Tensor
+    n_reject: torch.Tensor
+    n_cross: torch.Tensor  # (B,) save times crossed by the accepted step
+    at_stop: torch.Tensor | None  # (B,) members that reached their next tstop
+
+
 def _save_rows(ts_dir: torch.Tensor, t_dir: torch.Tensor) -> torch.Tensor:
     """How many save times lie at or before each member's (directed) time."""
     return torch.searchsorted(ts_dir, t_dir.contiguous(), right=True)
+
+
+def trial(ctx: LoopContext, st: LoopState) -> Trial:
+    """Try one step for every running member: accept or reject it by its error norm, choose the
+    next step size, and set the return codes of members that finish or fail. No host
+    synchronisation."""
+    stepper, fc, direction = ctx.stepper, ctx.fc, ctx.direction
+    t, u, h, zero = st.t, st.u, st.h, ctx.zero
+    running = st.status == 0
+    n_stops = ctx.n_stops
+    if n_stops:
+        target = torch.where(st.stop_ptr < n_stops,
+                             ctx.tstops[st.stop_ptr.clamp_max(n_stops - 1)], ctx.target_end)
+    else:
+        target = ctx.target_end
+    if ctx.dtmax is not None:
+        h = h.clamp(-ctx.dtmax, ctx.dtmax)
+    remaining = target - t
+    last = direction * remaining.detach() <= h.abs() * ctx.reach
+    h_step = torch.where(running, torch.where(last, remaining, h), zero)
+
+    result = stepper.step(fc, t, u, h_step, st.cache)
+    u_new = result.u_new
+    t_new = torch.where(last, target, t + h_step)
+    # NaN/inf anywhere in u_new makes this sum non-finite (0 * inf = NaN)
+    poison = u_new.detach().sum(-1) * 0
+    ctrl_state = st.ctrl
+
+    if stepper.adaptive:
+        errn = error_norm(fc.controlled(result.err.detach()), fc.controlled(u.detach()),
+                          fc.controlled(u_new.detach()), ctx.rtol, ctx.atol)
+        errn = errn + poison
+        if result.failed is not None:
+            errn = torch.where(result.failed, float("inf"), errn)
+        if ctx.shared_step:
+            errn = torch.where(running, errn, zero).max().expand_as(errn)
+        accept = running & (errn <= 1)  # False for NaN
+        h_next, new_ctrl = ctx.controller.adapt(h_step.detach(), errn, ctrl_state, accept,
+                                                ctx.error_order)
+        if result.h_next is not None:
+            h_next = result.h_next.detach()
+            if ctx.shared_step:  # the stepper chose per member; the batch takes the smallest
+                h_next = direction * torch.where(running, h_next.abs(),
+                                                 float("inf")).amin().expand_as(h_next)
+        h_next = torch.where(running, h_next, h)
+        ctrl_state = torch.where(running, new_ctrl, ctrl_state)
+        floor = torch.maximum(ctx.dtmin, 8 * ctx.eps * t.detach().abs())
+        # the proposed step cannot resolve t any more (or is below dtmin), accepted or not
+        stuck = running & ~(accept & last) & (h_next.abs() <= floor)
+        # DtLessThanMin (3); Unstable (4) when the last trial was not finite;
+        # ConvergenceFailure (5) when the nonlinear solver failed on it
+        code = stuck * (3 + torch.isnan(errn))
+        if result.failed is not None:
+            code = torch.where(stuck & result.failed, ReturnCode.ConvergenceFailure.value, code)
+    else:
+        accept = running & (poison == 0)
+        h_next = h
+        code = (running & ~accept) * ReturnCode.Unstable.value
+
+    n_steps = st.n_steps + running
+    n_accept = st.n_accept + accept
+    n_reject = st.n_reject + (running & ~accept)
+    at_stop = None
+    if n_stops:
+        at_stop = accept & last & (st.stop_ptr < n_stops)
+        finished = accept & last & (st.stop_ptr >= n_stops)
+    else:
+        finished = accept & last
+    code = code + finished  # Success (1); disjoint from stuck, which needs ~accept
+    code = code + (running & (code == 0) & (n_steps >= ctx.max_steps)) * 2  # MaxIters
+    status = st.status + code
+
+    hi = _save_rows(ctx.ts_dir, direction * t_new.detach())
+    n_cross = torch.where(accept, hi - st.save_ptr, ctx.zero_i)
+    return Trial(result, h_step, t_new, h_next, ctrl_state, accept, status, n_steps, n_accept,
+                 n_reject, n_cross, at_stop)
+
+
+def commit(ctx: LoopContext, st: LoopState, tr: Trial) -> LoopState:
+    """The state after a trial: accepted members move to ``t_new``; every member takes its next
+    step size, controller state, return code and counters."""
+    accept = tr.accept
+    u = torch.where(accept[:, None], tr.result.u_new, st.u)
+    t = torch.where(accept, tr.t_new, st.t)
+    cache = ctx.stepper.merge(st.cache, tr.result.cache, accept)
+    return LoopState(t, u, tr.h_next.detach(), tr.ctrl, tr.status, st.save_ptr + tr.n_cross,
+                     st.stop_ptr, tr.n_steps, tr.n_accept, tr.n_reject, cache)
+
+
+def crossed_saves(ctx: LoopContext, st: LoopState, tr: Trial, stages: torch.Tensor,
+                  M: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dense output at the first ``M`` save times past each member's ``save_ptr``, all in
+    one call of the interpolant: rows ``(M, B)`` (``S``, a discarded row, where the accepted step
+    crossed fewer than ``M`` save times) and values ``(M, B, N)``."""
+    h_step, S = tr.h_step, ctx.S
+    h_safe = torch.where(h_step != 0, h_step, torch.ones_like(h_step))
+    j = torch.arange(M, device=h_step.device)[:, None]
+    row = (st.save_ptr + j).clamp_max(S - 1)
+    value = ctx.stepper.interpolate(st.u, h_step, stages, (ctx.ts[row] - st.t) / h_safe)
+    return torch.where(j < tr.n_cross, row, S), value
 
 
 def integrate(
@@ -67,6 +242,7 @@ def integrate(
     precond: Callable | None = None,
     error_components: int | None = None,
     f0: torch.Tensor | None = None,
+    cuda_graph: bool = False,
 ) -> IntegrationResult:
     """Integrate ``u' = f(t, u)`` from ``t0`` to ``t1`` for a batch of members.
 
@@ -93,14 +269,16 @@ def integrate(
             the rest are quadratures that do not feed back into the dynamics).
         f0: ``f(t0, u0)`` ``(B, N)`` if the caller has evaluated it already (counted as one
             call of ``f``).
+        cuda_graph: on a CUDA device, capture one iteration of the loop in a CUDA graph and
+            replay it (:mod:`pysciml.native.cuda_graph`), when the integration allows it;
+            ignored on the CPU.
     """
     controller = controller or PIController()
     fc = CountedRHS(f, jac, rtol, atol, parts, precond, error_components)
-    B, _ = u0.shape
+    B, N = u0.shape
     dtype, device = u0.dtype, u0.device
     direction = 1.0 if float(t1) >= float(t0) else -1.0
     span = (t1 - t0).abs().detach().expand(B)
-    eps = torch.finfo(dtype).eps
     adaptive = stepper.adaptive
 
     t = t0.expand(B).clone()  # its own memory per member (functorch transforms need it)
@@ -125,147 +303,89 @@ def integrate(
     if shared_step:
         h = direction * h.abs().min().expand(B)
     h = h.detach()
-    ctrl_state = controller.init_state(h)
 
-    ts_dir = (direction * ts).contiguous()
-    S = ts.shape[0]
-    n_stops = 0 if tstops is None else tstops.shape[0]
-    stop_ptr = torch.zeros(B, dtype=torch.int64, device=device)
-    target_end = t1.expand(B)
+    ctx = LoopContext(
+        stepper=stepper, fc=fc, controller=controller, rtol=rtol, atol=atol,
+        direction=direction, shared_step=shared_step, error_components=error_components,
+        error_order=stepper.error_order or stepper.order, max_steps=max_steps,
+        dtmin=torch.as_tensor(dtmin, dtype=dtype, device=device), dtmax=dtmax,
+        eps=torch.finfo(dtype).eps, target_end=t1.expand(B), tstops=tstops, ts=ts,
+        ts_dir=(direction * ts).contiguous(),
+        zero=torch.zeros(B, dtype=dtype, device=device),
+        zero_i=torch.zeros(B, dtype=torch.int64, device=device))
+    S = ctx.S
+    zero_i = ctx.zero_i
+    save_ptr = _save_rows(ctx.ts_dir, direction * t.detach())
+    st = LoopState(t, u, h, controller.init_state(h), status, save_ptr, zero_i, zero_i, zero_i,
+                   zero_i, cache)
 
     rows: list[torch.Tensor] = []
     values: list[torch.Tensor] = []
     batch_index = torch.arange(B, device=device)
-    save_ptr = _save_rows(ts_dir, direction * t.detach())
     n_initial = int(save_ptr[0])
     for j in range(n_initial):
         rows.append(torch.full((B,), j, dtype=torch.int64, device=device))
         values.append(u0)
 
     history = DenseHistory(stepper, direction) if dense else None
-    n_steps = torch.zeros(B, dtype=torch.int64, device=device)
-    n_accept = torch.zeros(B, dtype=torch.int64, device=device)
-    n_reject = torch.zeros(B, dtype=torch.int64, device=device)
-    dtmin_t = torch.as_tensor(dtmin, dtype=dtype, device=device)
-    iterations = 0
     running_any = bool((status == 0).any())
+    us = None  # the save buffer of a captured loop
+    if cuda_graph and running_any:
+        from . import cuda_graph as graphs
 
-    zero = torch.zeros(B, dtype=dtype, device=device)
-    zero_i = torch.zeros(B, dtype=torch.int64, device=device)
-    reach = 1 + 1e-6  # a step within this factor of the target ends exactly on it
-    error_order = stepper.error_order or stepper.order
+        reason = graphs.unsupported_reason(ctx, u0, f0, t0, t1, dense, on_tstop)
+        if not graphs.available(device):
+            pass  # CPU: nothing to capture
+        elif reason is None:
+            us = torch.full((S + 1, B, N), float("nan"), dtype=dtype, device=device)
+            st = graphs.run_captured(ctx, st, us)
+            running_any = bool((st.status == 0).any())
+        else:
+            import warnings
+
+            warnings.warn(f"cuda_graph: not captured, {reason}; the loop runs eagerly",
+                          RuntimeWarning, stacklevel=2)
+
     while running_any:
-        iterations += 1
-        running = status == 0
-        if n_stops:
-            target = torch.where(stop_ptr < n_stops, tstops[stop_ptr.clamp_max(n_stops - 1)],
-                                 target_end)
-        else:
-            target = target_end
-        if dtmax is not None:
-            h = h.clamp(-dtmax, dtmax)
-        remaining = target - t
-        last = direction * remaining.detach() <= h.abs() * reach
-        h_step = torch.where(running, torch.where(last, remaining, h), zero)
-
-        result = stepper.step(fc, t, u, h_step, cache)
-        u_new = result.u_new
-        t_new = torch.where(last, target, t + h_step)
-        # NaN/inf anywhere in u_new makes this sum non-finite (0 * inf = NaN)
-        poison = u_new.detach().sum(-1) * 0
-
-        if adaptive:
-            if error_components is None:
-                errn = error_norm(result.err.detach(), u.detach(), u_new.detach(), rtol, atol)
-            else:
-                k = error_components
-                errn = error_norm(result.err.detach()[:, :k], u.detach()[:, :k],
-                                  u_new.detach()[:, :k], rtol, atol)
-            errn = errn + poison
-            if result.failed is not None:
-                errn = torch.where(result.failed, float("inf"), errn)
-            if shared_step:
-                errn = torch.where(running, errn, zero).max().expand(B)
-            accept = running & (errn <= 1)  # False for NaN
-            h_next, new_ctrl = controller.adapt(h_step.detach(), errn, ctrl_state, accept,
-                                                error_order)
-            if result.h_next is not None:
-                h_next = result.h_next.detach()
-                if shared_step:  # the stepper chose per member; the batch takes the smallest
-                    h_next = direction * torch.where(running, h_next.abs(),
-                                                     float("inf")).amin().expand(B)
-            h_next = torch.where(running, h_next, h)
-            ctrl_state = torch.where(running, new_ctrl, ctrl_state)
-            floor = torch.maximum(dtmin_t, 8 * eps * t.detach().abs())
-            # the proposed step cannot resolve t any more (or is below dtmin), accepted or not
-            stuck = running & ~(accept & last) & (h_next.abs() <= floor)
-            # DtLessThanMin (3); Unstable (4) when the last trial was not finite;
-            # ConvergenceFailure (5) when the nonlinear solver failed on it
-            code = stuck * (3 + torch.isnan(errn))
-            if result.failed is not None:
-                code = torch.where(stuck & result.failed, ReturnCode.ConvergenceFailure.value,
-                                   code)
-        else:
-            accept = running & (poison == 0)
-            h_next = h
-            code = (running & ~accept) * ReturnCode.Unstable.value
-
-        n_steps = n_steps + running
-        n_accept = n_accept + accept
-        n_reject = n_reject + (running & ~accept)
-        if n_stops:
-            at_stop = accept & last & (stop_ptr < n_stops)
-            finished = accept & last & (stop_ptr >= n_stops)
-        else:
-            finished = accept & last
-        code = code + finished  # Success (1); disjoint from stuck, which needs ~accept
-        code = code + (running & (code == 0) & (n_steps >= max_steps)) * 2  # MaxIters
-        status = status + code
-
-        hi = _save_rows(ts_dir, direction * t_new.detach())
-        n_cross = torch.where(accept, hi - save_ptr, zero_i)
-        checks = [n_cross.max(), (status == 0).any()]
-        if n_stops:
-            checks.append(at_stop.any())
+        tr = trial(ctx, st)
+        checks = [tr.n_cross.max(), (tr.status == 0).any()]
+        if tr.at_stop is not None:
+            checks.append(tr.at_stop.any())
         synced = torch.stack([c.to(torch.int64) for c in checks]).tolist()
         max_cross, running_any = synced[0], bool(synced[1])
-        any_stop = bool(synced[2]) if n_stops else False
+        any_stop = bool(synced[2]) if tr.at_stop is not None else False
 
         if max_cross > 0 or history is not None:
-            stages = stepper.dense_stages(fc, t, u, h_step, result)
+            stages = stepper.dense_stages(fc, st.t, st.u, tr.h_step, tr.result)
             if history is not None:
-                history.append(t, torch.where(accept, h_step, zero), u, stages)
-            if max_cross > 0:
-                # every save time crossed by this step at once: rows (M, B), values (M, B, N)
-                h_safe = torch.where(h_step != 0, h_step, torch.ones_like(h_step))
-                j = torch.arange(max_cross, device=device)[:, None]
-                row = (save_ptr + j).clamp_max(S - 1)
-                value = stepper.interpolate(u, h_step, stages, (ts[row] - t) / h_safe)
-                rows.append(torch.where(j < n_cross, row, S).reshape(-1))
-                values.append(value.reshape(-1, value.shape[-1]))
-            save_ptr = save_ptr + n_cross
+                history.append(st.t, torch.where(tr.accept, tr.h_step, ctx.zero), st.u, stages)
+            if max_cross > 0:  # every save time crossed by this step at once
+                row, value = crossed_saves(ctx, st, tr, stages, max_cross)
+                rows.append(row.reshape(-1))
+                values.append(value.reshape(-1, N))
 
-        u = torch.where(accept[:, None], u_new, u)
-        t = torch.where(accept, t_new, t)
-        cache = stepper.merge(cache, result.cache, accept)
-        h = h_next.detach()
-
+        st = commit(ctx, st, tr)
         if any_stop:
-            stop_ptr = stop_ptr + at_stop
+            stop_ptr = st.stop_ptr + tr.at_stop
+            u, cache = st.u, st.cache
             if on_tstop is not None:
-                u = on_tstop(stop_ptr - 1, at_stop, t, u)
-                cache = stepper.merge(cache, stepper.init(fc, t, u, fc(t, u)), at_stop)
+                u = on_tstop(stop_ptr - 1, tr.at_stop, st.t, u)
+                cache = stepper.merge(cache, stepper.init(fc, st.t, u, fc(st.t, u)), tr.at_stop)
+            st = st._replace(stop_ptr=stop_ptr, u=u, cache=cache)
 
-    us = torch.full((S + 1, B, u0.shape[1]), float("nan"), dtype=dtype, device=device)
+    if us is None:
+        us = torch.full((S + 1, B, N), float("nan"), dtype=dtype, device=device)
     if rows:
         row_index = torch.cat(rows)
         # every block of rows is (rows, B), member-minor
         col_index = batch_index.repeat(row_index.shape[0] // B)
         us = us.index_put((row_index, col_index), torch.cat(values))
     if history is not None:
-        history.finish(t0.detach(), t.detach())
-    stats = Stats(nf=int(fc.calls), naccept=int(n_accept.sum()), nreject=int(n_reject.sum()),
-                  nsteps=iterations, njac=fc.njac, nfactor=fc.nfactor, nlinsolve=fc.nlinsolve,
+        history.finish(t0.detach(), st.t.detach())
+    naccept, nreject, nsteps = torch.stack(
+        [st.n_accept.sum(), st.n_reject.sum(), st.n_steps.max()]).tolist()
+    stats = Stats(nf=int(fc.calls), naccept=naccept, nreject=nreject, nsteps=nsteps,
+                  njac=fc.njac, nfactor=fc.nfactor, nlinsolve=fc.nlinsolve,
                   nnonlinfail=fc.nnonlinfail)
-    return IntegrationResult(us=us[:S], t=t, u=u, status=status, h=h, stats=stats,
+    return IntegrationResult(us=us[:S], t=st.t, u=st.u, status=st.status, h=st.h, stats=stats,
                              dense=history)

@@ -83,6 +83,7 @@ class Rosenbrock(AbstractTableauStepper):
     """
 
     tableau: RosenbrockTableau
+    capturable = True  # no host synchronisation in a step
 
     def init(self, f, t, u, f0):
         return None

@@ -96,6 +96,9 @@ class AbstractStepper(abc.ABC):
     order: int
     error_order: int | None
     adaptive: bool
+    capturable = False
+    """Whether a step is pure device work, without host synchronisation, so that the loop can
+    be captured in a CUDA graph (:mod:`pysciml.native.cuda_graph`)."""
 
     @abc.abstractmethod
     def init(self, f: RHS, t: torch.Tensor, u: torch.Tensor, f0: torch.Tensor) -> Any:

@@ -253,11 +253,26 @@ class PyscimlSolver(Solver):
     capped = True
 
     def __init__(self, method: str, order: int, device: torch.device, jac: str,
-                 max_steps: int):
+                 max_steps: int, loop: str = "eager"):
         self.method, self.order, self.device = method, order, device
         self.alg = getattr(ps, method)()
         self.jac = jac
         self.max_steps = max_steps
+        self.loop = loop
+
+    @property
+    def label(self) -> str:
+        return super().label + ("" if self.loop == "eager" else f" ({self.loop})")
+
+    def setup(self, case: Case) -> dict:
+        """``loop='compile'``: compile the iteration for this problem before timing (as
+        diffrax's jit compilation is); the seconds it took are reported."""
+        if self.loop == "eager":
+            return {}
+        rtol = max(case.pysciml_rtols)
+        start = time.perf_counter()
+        self.prepare(case, rtol, case.atol(rtol)).fn()
+        return {"compile_s": time.perf_counter() - start}
 
     def rtols(self, case: Case) -> tuple[float, ...]:
         return case.pysciml_rtols
@@ -267,13 +282,14 @@ class PyscimlSolver(Solver):
         u0 = torch.tensor(case.y0, dtype=F64, device=self.device)
         prob = ps.ODEProblem(f, u0, (0.0, case.t_end),
                              jac=jac if self.jac == "analytic" else None)
-        alg, max_steps = self.alg, self.max_steps
+        alg, max_steps, loop = self.alg, self.max_steps, self.loop
         # a float64 tensor: pysciml reads a Python list at float32 precision (t_end = 321.8122
         # would become 321.81219482…, a 7e-7 relative error floor on HIRES)
         saveat = torch.tensor([case.t_end], dtype=F64, device=self.device)
 
         def fn():
-            return ps.solve(prob, alg, saveat=saveat, rtol=rtol, atol=atol, max_steps=max_steps)
+            return ps.solve(prob, alg, saveat=saveat, rtol=rtol, atol=atol, max_steps=max_steps,
+                            loop=loop)
 
         def finish(sol):
             y = sol.u[-1].detach().cpu().numpy()
@@ -1036,6 +1052,10 @@ def parse_args(argv=None):
                     help="timed repeats of runs under 2 s (default 3; quick 1)")
     ap.add_argument("--cap", type=float, default=60.0, help="seconds per pysciml run")
     ap.add_argument("--max-steps", type=int, default=100_000)
+    ap.add_argument("--compile", nargs="*", default=["Rodas5P"], metavar="METHOD",
+                    help="pysciml methods also run with loop='compile' (the time loop's "
+                         "iteration compiled by torch.compile; compiled once per problem before "
+                         "timing); no value: none")
     ap.add_argument("--jac", choices=("analytic", "auto"), default="analytic",
                     help="pysciml and SciPy get the analytic Jacobian (default) or build their "
                          "own (pysciml: autodiff; SciPy: finite differences); diffrax always "
@@ -1109,8 +1129,14 @@ def main(argv=None) -> int:
             print(f"--methods: pysciml has no {', '.join(unknown)}")
             return 2
         methods = [(m, dict(PYSCIML_METHODS).get(m, 3)) for m in args.methods]
+    unknown = [m for m in args.compile if not hasattr(ps, m)]
+    if unknown:
+        print(f"--compile: pysciml has no {', '.join(unknown)}")
+        return 2
     solvers: list[Solver] = [PyscimlSolver(m, o, device, args.jac, args.max_steps)
                              for m, o in methods]
+    solvers += [PyscimlSolver(m, dict(PYSCIML_METHODS).get(m, 3), device, args.jac,
+                              args.max_steps, loop="compile") for m in args.compile]
     solvers += [ScipySolver(m, o, args.jac) for m, o in SCIPY_METHODS]
     if have_jax:
         solvers += [DiffraxSolver(m, o, n) for m, o, n in DIFFRAX_METHODS]

@@ -11,6 +11,7 @@ import torch
 from .algorithms import AbstractAlgorithm
 from .backends import select_backend
 from .native.controller import AbstractController
+from .native.device_loop import LOOPS
 from .problem import ODEProblem
 from .sensealg import AbstractSensitivityAlgorithm, DirectBackprop
 from .solution import ODESolution, ReturnCode, SolveFailedError
@@ -37,7 +38,7 @@ def solve(
     tstops: Any = None,
     dtmin: float = 0.0,
     dtmax: float | None = None,
-    cuda_graph: bool = False,
+    loop: str = "eager",
 ) -> ODESolution:
     r"""Solve an initial value problem.
 
@@ -61,13 +62,16 @@ def solve(
             :class:`~pysciml.PIController` with the DOPRI5 coefficients).
         tstops: times the solver must step to exactly (e.g. discontinuities of ``f``).
         dtmin, dtmax: bounds of the step size's magnitude.
-        cuda_graph: on a CUDA device, record one iteration of the time loop in a CUDA graph and
-            replay it (:mod:`pysciml.native.cuda_graph`): for batches of small systems, whose
-            solves are bound by kernel launches. It applies to explicit and Rosenbrock methods
+        loop: how the time loop runs: ``"eager"`` (default), or one iteration as one unit
+            (:mod:`pysciml.native.device_loop`), for small systems and batches of them, whose
+            solves are bound by per-operation overhead: ``"cuda_graph"`` records the iteration
+            in a CUDA graph and replays it (CUDA only; ignored on the CPU); ``"compile"``
+            compiles it with ``torch.compile`` (CPU or CUDA; the first solve pays the
+            compilation, tens of seconds). Either applies to explicit and Rosenbrock methods
             solved without autograd history (under ``torch.no_grad``, or when nothing requires
-            grad) with ``saveat`` (no dense output); elsewhere a warning says why it was not used
-            and the loop runs eagerly. Ignored on the CPU. The right-hand side must not
-            synchronise with the host (no ``.item()``, no Python branches on tensor values).
+            grad) with ``saveat`` (no dense output); elsewhere a warning says why not and the
+            loop runs eagerly. The right-hand side should not synchronise with the host (no
+            ``.item()``, no Python branches on tensor values).
 
     Returns:
         An :class:`~pysciml.ODESolution` whose ``u`` has shape ``(len(t), *batch, *state)``.
@@ -85,6 +89,8 @@ def solve(
         if value is not None and (not isinstance(value, numbers.Real) or not value >= 0
                                   or (name == "dtmax" and value == 0)):
             raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    if loop not in LOOPS:
+        raise ValueError(f"loop: expected one of {', '.join(map(repr, LOOPS))}, got {loop!r}")
     stops = _check_tstops(tstops, inputs)
     from .backends.native import SolveOptions, solve_native
 
@@ -92,7 +98,7 @@ def solve(
                            dense=(saveat is None) if dense is None else bool(dense),
                            controller=controller, tstops=stops, dtmin=float(dtmin),
                            dtmax=None if dtmax is None else float(dtmax),
-                           cuda_graph=bool(cuda_graph))
+                           loop=loop)
     runtime = select_backend(backend, alg, prob=prob, inputs=inputs, options=options,
                              sensealg=sensealg)
     # one evaluation checks f's output; a direct (backpropagated) solve then starts from it, so

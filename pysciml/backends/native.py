@@ -32,7 +32,7 @@ class SolveOptions:
     tstops: torch.Tensor | None
     dtmin: float
     dtmax: float | None
-    cuda_graph: bool = False
+    loop: str = "eager"
 
 
 class FlatProblem:
@@ -159,9 +159,10 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
         precond=_flat_preconditioner(alg, flat, prob.p),
     )
     if isinstance(sensealg, AbstractAdjoint) and _needs_grad(prob, inputs):
-        if options.cuda_graph and inputs.device.type == "cuda":
-            warnings.warn("cuda_graph: not used with an adjoint sensealg (its solves keep dense "
-                          "output); the loops run eagerly", RuntimeWarning, stacklevel=3)
+        if options.loop != "eager":
+            warnings.warn(f"loop={options.loop!r}: not used with an adjoint sensealg (its solves "
+                          "keep dense output); the loops run eagerly", RuntimeWarning,
+                          stacklevel=3)
         us, result = adjoint_solve(flat, prob, stepper, inputs, sensealg, options.dense,
                                    loop_kwargs)
     else:
@@ -173,7 +174,7 @@ def solve_native(prob: ODEProblem, alg: Any, inputs: ValidatedInputs, options: S
         result = integrate(stepper, rhs, inputs.t0, inputs.t1, flat.flatten(prob.u0),
                            ts=inputs.ts, dense=options.dense,
                            f0=None if f0 is None else flat.flatten(f0),
-                           cuda_graph=options.cuda_graph, **loop_kwargs)
+                           loop=options.loop, **loop_kwargs)
         us = result.us
     dense = result.dense
     if dense is not None:

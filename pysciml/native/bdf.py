@@ -217,13 +217,13 @@ class BDF(AbstractStepper):
                 return out
 
             def solve_w(r):
-                f.nlinsolve += 1
+                f.add(nlinsolve=1)
                 return krylov_solve(f, t_new, y_predict, base[0], hg, r, scale,
                                     tol=settings.tol * newton_tol, restart=settings.restart,
                                     max_restarts=settings.max_restarts, precond=precond)[0]
         else:
             def solve_w(r):
-                f.nlinsolve += 1
+                f.add(nlinsolve=1)
                 return lu_solve(factors, r / c[:, None])
 
         return newton_solve(rhs, t_new, y_predict, psi, hg, solve_w, scale, kappa=newton_tol,
@@ -250,7 +250,7 @@ class BDF(AbstractStepper):
         factors, c_LU = LUFactors(cache.LU, cache.P, cache.singular), cache.c_LU
         if any_lu:
             factors, c_LU = lu_factor(w_matrix(J, 1.0 / c)), c
-            f.nfactor += 1
+            f.add(nfactor=1)
         res = self._newton(f, t_new, y_predict, psi, c, running,
                            None if self.krylov else factors, cache.newton_tol)
         converged, y_new = res.converged, res.y
@@ -264,14 +264,14 @@ class BDF(AbstractStepper):
             J = torch.where(stale[:, None, None], J_new.to(J.dtype), J)
             jac_current = jac_current | stale
             factors, c_LU = lu_factor(w_matrix(J, 1.0 / c)), c
-            f.nfactor += 1
+            f.add(nfactor=1)
             retry = self._newton(f, t_new, y_predict, psi, c, stale, factors, cache.newton_tol)
             y_new = torch.where(stale[:, None], retry.y, y_new)
             converged = torch.where(stale, retry.converged, converged)
             failed = running & ~converged
             any_failed = bool(failed.any())
         if any_failed:
-            f.nnonlinfail += 1
+            f.add(nnonlinfail=1)
 
         # the error estimate C_k d; stopped members come back unchanged
         d = torch.where(running[:, None], y_new - y_predict, 0.0)

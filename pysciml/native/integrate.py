@@ -8,8 +8,8 @@ points to interpolate).
 
 One iteration is :func:`trial` (a trial step of every running member, its acceptance, the new
 step size and return codes) followed by :func:`commit` (the accepted members move). Both are
-pure tensor code without host synchronisation, so :mod:`pysciml.native.cuda_graph` can capture
-the same iteration in a CUDA graph and replay it (``integrate(..., cuda_graph=True)``).
+pure tensor code without host synchronisation, so :mod:`pysciml.native.device_loop` can run
+the same iteration as one unit: replayed from a CUDA graph or compiled (``integrate(..., loop=)``).
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def integrate(
     precond: Callable | None = None,
     error_components: int | None = None,
     f0: torch.Tensor | None = None,
-    cuda_graph: bool = False,
+    loop: str = "eager",
 ) -> IntegrationResult:
     """Integrate ``u' = f(t, u)`` from ``t0`` to ``t1`` for a batch of members.
 
@@ -269,9 +269,10 @@ def integrate(
             the rest are quadratures that do not feed back into the dynamics).
         f0: ``f(t0, u0)`` ``(B, N)`` if the caller has evaluated it already (counted as one
             call of ``f``).
-        cuda_graph: on a CUDA device, capture one iteration of the loop in a CUDA graph and
-            replay it (:mod:`pysciml.native.cuda_graph`), when the integration allows it;
-            ignored on the CPU.
+        loop: ``"eager"``; ``"cuda_graph"`` (on a CUDA device: one iteration captured in a
+            CUDA graph and replayed; ignored on the CPU) or ``"compile"`` (the iteration
+            compiled by ``torch.compile``), when the integration allows it
+            (:mod:`pysciml.native.device_loop`).
     """
     controller = controller or PIController()
     fc = CountedRHS(f, jac, rtol, atol, parts, precond, error_components)
@@ -330,20 +331,21 @@ def integrate(
     history = DenseHistory(stepper, direction) if dense else None
     running_any = bool((status == 0).any())
     us = None  # the save buffer of a captured loop
-    if cuda_graph and running_any:
-        from . import cuda_graph as graphs
+    if loop != "eager" and running_any:
+        from . import device_loop
 
-        reason = graphs.unsupported_reason(ctx, u0, f0, t0, t1, dense, on_tstop)
-        if not graphs.available(device):
-            pass  # CPU: nothing to capture
+        reason = device_loop.unsupported_reason(ctx, u0, f0, t0, t1, dense, on_tstop)
+        if not device_loop.available(loop, device):
+            pass  # a CUDA graph on the CPU: nothing to capture
         elif reason is None:
             us = torch.full((S + 1, B, N), float("nan"), dtype=dtype, device=device)
-            st = graphs.run_captured(ctx, st, us)
+            run = device_loop.run_compiled if loop == "compile" else device_loop.run_captured
+            st = run(ctx, st, us)
             running_any = bool((st.status == 0).any())
         else:
             import warnings
 
-            warnings.warn(f"cuda_graph: not captured, {reason}; the loop runs eagerly",
+            warnings.warn(f"loop={loop!r}: not used, {reason}; the loop runs eagerly",
                           RuntimeWarning, stacklevel=2)
 
     while running_any:

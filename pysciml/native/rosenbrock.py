@@ -67,7 +67,7 @@ def jacobian_of(f: CountedRHS, t: torch.Tensor,
                 u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""``(J, ∂f/∂t)``: the problem's ``jac`` if given, else both from one forward-mode pass
     (:func:`~pysciml.native.jacobian.jacobian_and_time_derivative`). Counted in ``f.njac``."""
-    f.njac += 1
+    f.add(njac=1)
     if f.jac is not None:
         with torch.no_grad():
             return f.jac(t.detach(), u.detach()), time_derivative(f, t, u)
@@ -97,7 +97,7 @@ class Rosenbrock(AbstractTableauStepper):
         hcol = h_safe[:, None]
         J, dfdt = jacobian_of(f, t, u)
         factors = lu_factor(w_matrix(J, 1.0 / (h_safe * tab.gamma)))
-        f.nfactor += 1
+        f.add(nfactor=1)
         stages = u.new_empty(s, B, N)
         flat = stages.view(s, B * N)
         inv_h = 1.0 / hcol
@@ -114,7 +114,7 @@ class Rosenbrock(AbstractTableauStepper):
             if d[i] != 0 and h_dfdt is not None:
                 rhs = torch.add(rhs, h_dfdt, alpha=d[i])
             stages[i] = lu_solve(factors, rhs)
-        f.nlinsolve += s
+        f.add(nlinsolve=s)
         combined = (tab.b_and_error.T @ flat).view(2, B, N)
         u_new = u + combined[0]
         err = combined[1]

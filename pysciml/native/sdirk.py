@@ -67,7 +67,7 @@ class KrylovCache(NamedTuple):
 
 
 def _jacobian(f: CountedRHS, t, u) -> torch.Tensor:
-    f.njac += 1
+    f.add(njac=1)
     fi = f.parts[0] if f.parts is not None else f
     if f.jac is not None:
         with torch.no_grad():
@@ -112,7 +112,7 @@ class SDIRK(AbstractTableauStepper):
             refactor = bool(((hg / cache.hg - 1).abs() > _REFACTOR).any())
         if not refactor:
             return cache
-        f.nfactor += 1
+        f.add(nfactor=1)
         return SDIRKCache(J, lu_factor(w_matrix(J, 1.0 / hg)), hg, False)
 
     def step(self, f: CountedRHS, t, u, h, cache) -> StepResult:
@@ -128,7 +128,7 @@ class SDIRK(AbstractTableauStepper):
             # before giving up on the step size
             cache = self._factorised(f, t, u, hg, cache._replace(needs_jacobian=True))
             result, any_failed, any_slow = self._stages(f, t, u, h_safe, cache)
-        f.nnonlinfail += int(any_failed)
+        f.add(nnonlinfail=int(any_failed))
         return result._replace(cache=cache._replace(needs_jacobian=any_failed or any_slow))
 
     def _stages(self, f: CountedRHS, t, u, h_safe, cache: SDIRKCache):
@@ -145,11 +145,11 @@ class SDIRK(AbstractTableauStepper):
         scale = f.atol + f.rtol * u.abs()
         if isinstance(cache, KrylovCache):
             def solve_w(r):
-                f.nlinsolve += 1
+                f.add(nlinsolve=1)
                 return self._krylov_solve(f_i, f, cache, r, scale)
         else:
             def solve_w(r):
-                f.nlinsolve += 1
+                f.add(nlinsolve=1)
                 return lu_solve(cache.factors, r / hg_w)
 
         k_i = u.new_empty(s, B, N)  # implicit-part stage derivatives (all of f without IMEX)

@@ -51,9 +51,23 @@ class CountedRHS:
         self.stacked_jacobian: bool | None = None  # see jacobian_and_time_derivative
         self.autonomous: bool | None = None  # see rosenbrock.time_derivative
 
+    counting = True
+    """Whether calls and :meth:`add` update the counters (a compiled or captured loop turns
+    counting off and multiplies the increments of one eager iteration instead)."""
+
     def __call__(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        if self.counting:
+            self.calls += 1
         return self.f(t, u)
+
+    def add(self, njac: int = 0, nfactor: int = 0, nlinsolve: int = 0,
+            nnonlinfail: int = 0) -> None:
+        """Count work done by a stepper (a no-op while ``counting`` is off)."""
+        if self.counting:
+            self.njac += njac
+            self.nfactor += nfactor
+            self.nlinsolve += nlinsolve
+            self.nnonlinfail += nnonlinfail
 
     def controlled(self, x: torch.Tensor) -> torch.Tensor:
         """The error-controlled components of ``x`` ``(B, N)`` (all unless
@@ -64,7 +78,8 @@ class CountedRHS:
     def _counted(self, g: RHS) -> RHS:
         """A part of a split right-hand side; a call of each part counts half of ``nf``."""
         def part(t, u):
-            self.calls += 0.5
+            if self.counting:
+                self.calls += 0.5
             return g(t, u)
         part.stacked_jacobian = None  # this part's own verdict (see jacobian_and_time_derivative)
         return part
@@ -98,7 +113,7 @@ class AbstractStepper(abc.ABC):
     adaptive: bool
     capturable = False
     """Whether a step is pure device work, without host synchronisation, so that the loop can
-    be captured in a CUDA graph (:mod:`pysciml.native.cuda_graph`)."""
+    be run as one unit: captured in a CUDA graph or compiled (:mod:`pysciml.native.device_loop`)."""
 
     @abc.abstractmethod
     def init(self, f: RHS, t: torch.Tensor, u: torch.Tensor, f0: torch.Tensor) -> Any:

@@ -1,12 +1,14 @@
-"""The time loop captured in a CUDA graph (``solve(..., cuda_graph=True)``).
+"""The time loop's iteration as one unit (``solve(..., loop="cuda_graph" | "compile")``).
 
-On the CPU the captured iteration itself (device-side saves, commit, stop pointer) is run
-without a graph and compared with the eager loop; on CUDA the replayed graph is compared with
-the eager loop and with SciPy."""
+On the CPU the device-side iteration itself (saves, commit, stop pointer) is run without a graph
+and compared with the eager loop, and the compiled iteration is compared with the eager loop;
+on CUDA the replayed graph is compared with the eager loop and with SciPy."""
 
 from __future__ import annotations
 
 import functools
+import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 import pysciml as ps
-from pysciml.native import cuda_graph as graphs
+from pysciml.native import device_loop as graphs
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 
@@ -55,27 +57,27 @@ CASES = {
 }
 
 
-def solve_case(name, device, cuda_graph, B=8, dtype=torch.float64, **kw):
+def solve_case(name, device, loop, B=8, dtype=torch.float64, **kw):
     make, alg, ts, rtol, atol = CASES[name]
     prob = make(B, device, dtype)
     saveat = torch.tensor(ts, dtype=dtype, device=device)
     with torch.no_grad():
         return ps.solve(prob, alg(), saveat=saveat, rtol=rtol, atol=atol,
-                        cuda_graph=cuda_graph, **kw)
+                        loop=loop, **kw)
 
 
 @pytest.fixture
 def graph_on_cpu(monkeypatch):
     """Let the loop take the capture path on the CPU, running its iterations without a graph."""
-    monkeypatch.setattr(graphs, "available", lambda device: True)
+    monkeypatch.setattr(graphs, "available", lambda loop, device: True)
     monkeypatch.setattr(graphs, "run_captured",
                         functools.partial(graphs.run_captured, capture=False))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_device_side_iteration_equals_eager_loop(graph_on_cpu, name):
-    eager = solve_case(name, "cpu", cuda_graph=False)
-    static = solve_case(name, "cpu", cuda_graph=True)
+    eager = solve_case(name, "cpu", loop="eager")
+    static = solve_case(name, "cpu", loop="cuda_graph")
     assert eager.successful and static.successful
     torch.testing.assert_close(static.u, eager.u, rtol=1e-12, atol=1e-14)
     for field in ("naccept", "nreject", "nsteps", "nf", "njac"):
@@ -84,16 +86,16 @@ def test_device_side_iteration_equals_eager_loop(graph_on_cpu, name):
 
 def test_device_side_iteration_with_tstops_and_shared_step(graph_on_cpu):
     for kw in (dict(tstops=[2.5, 7.0]), dict(shared_step=True)):
-        eager = solve_case("DP5-oscillator", "cpu", cuda_graph=False, **kw)
-        static = solve_case("DP5-oscillator", "cpu", cuda_graph=True, **kw)
+        eager = solve_case("DP5-oscillator", "cpu", loop="eager", **kw)
+        static = solve_case("DP5-oscillator", "cpu", loop="cuda_graph", **kw)
         torch.testing.assert_close(static.u, eager.u, rtol=1e-12, atol=1e-14)
         assert static.stats.nsteps == eager.stats.nsteps
 
 
 def test_device_side_iteration_keeps_failures(graph_on_cpu):
     """A member that runs out of steps ends MaxIters with NaN after its last save, as eagerly."""
-    eager = solve_case("Rodas5P-rober", "cpu", cuda_graph=False, max_steps=40)
-    static = solve_case("Rodas5P-rober", "cpu", cuda_graph=True, max_steps=40)
+    eager = solve_case("Rodas5P-rober", "cpu", loop="eager", max_steps=40)
+    static = solve_case("Rodas5P-rober", "cpu", loop="cuda_graph", max_steps=40)
     assert torch.equal(static.status, eager.status)
     assert (static.status == ps.ReturnCode.MaxIters).any()
     torch.testing.assert_close(static.u, eager.u, rtol=1e-12, atol=1e-14, equal_nan=True)
@@ -103,30 +105,83 @@ def test_device_side_iteration_keeps_failures(graph_on_cpu):
     ("dense output", dict(dense=True), "dense output"),
     ("an implicit Newton method", dict(alg=ps.KenCarp4()), "synchronise with the host"),
 ])
-def test_unsupported_solves_warn_and_run_eagerly(monkeypatch, why, kwargs, match):
-    monkeypatch.setattr(graphs, "available", lambda device: True)
+@pytest.mark.parametrize("loop", ["cuda_graph", "compile"])
+def test_unsupported_solves_warn_and_run_eagerly(monkeypatch, why, kwargs, match, loop):
+    monkeypatch.setattr(graphs, "available", lambda loop, device: True)
     prob = oscillator_batch(4)
+    kwargs = dict(kwargs)
     alg = kwargs.pop("alg", ps.DP5())
     ts = torch.linspace(0.0, 10.0, 5, dtype=torch.float64)
     with torch.no_grad(), pytest.warns(RuntimeWarning, match=match):
-        sol = ps.solve(prob, alg, saveat=ts, rtol=1e-6, cuda_graph=True, **kwargs)
+        sol = ps.solve(prob, alg, saveat=ts, rtol=1e-6, loop=loop, **kwargs)
     assert sol.successful
 
 
 def test_gradient_through_the_steps_is_not_captured(monkeypatch):
-    monkeypatch.setattr(graphs, "available", lambda device: True)
+    monkeypatch.setattr(graphs, "available", lambda loop, device: True)
     prob = oscillator_batch(4)
     prob.p.requires_grad_(True)
     ts = torch.linspace(0.0, 10.0, 5, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="differentiated through its steps"):
-        sol = ps.solve(prob, ps.DP5(), saveat=ts, rtol=1e-6, cuda_graph=True)
+        sol = ps.solve(prob, ps.DP5(), saveat=ts, rtol=1e-6, loop="cuda_graph")
     sol.u.sum().backward()
     assert torch.isfinite(prob.p.grad).all()
 
 
+def test_unknown_loop_is_rejected():
+    with pytest.raises(ValueError, match="loop: expected one of"):
+        solve_case("DP5-oscillator", "cpu", loop="graph")
+
+
+@pytest.mark.parametrize("loop", ["compile", "cuda_graph"])
+def test_adjoint_sensealg_runs_eagerly_with_a_warning(loop):
+    prob = oscillator_batch(2)
+    prob.p.requires_grad_(True)
+    ts = torch.linspace(0.0, 2.0, 3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="not used with an adjoint sensealg"):
+        sol = ps.solve(prob, ps.DP5(), saveat=ts, rtol=1e-6, loop=loop,
+                       sensealg=ps.InterpolatingAdjoint())
+    sol.u.sum().backward()
+    assert torch.isfinite(prob.p.grad).all()
+
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile's CPU backend needs a C++ compiler (none on PATH)")
+
+
+@needs_compiler
+def test_compiled_loop_matches_eager_loop_and_scipy():
+    """Rodas5P on a ROBER batch with the iteration compiled by torch.compile (CPU, float64)."""
+    eager = solve_case("Rodas5P-rober", "cpu", loop="eager", B=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager loop
+        compiled = solve_case("Rodas5P-rober", "cpu", loop="compile", B=4)
+        again = solve_case("Rodas5P-rober", "cpu", loop="compile", B=4)  # reuses the compilation
+    assert compiled.successful
+    torch.testing.assert_close(compiled.u, eager.u, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(again.u, compiled.u, rtol=0, atol=0)
+    assert compiled.stats.naccept == eager.stats.naccept
+    assert compiled.stats.nsteps == eager.stats.nsteps
+    # every iteration past the end is counted (at most check_every - 1 of them)
+    assert eager.stats.nf <= compiled.stats.nf <= eager.stats.nf + 3 * 8 * 4
+    assert compiled.stats.njac >= eager.stats.njac
+    ts = CASES["Rodas5P-rober"][2]
+    prob = rober_batch(4)
+    for i in range(4):
+        k = prob.p[i].numpy()
+
+        def rhs(t, y, k=k):
+            return rober(t, torch.from_numpy(y), torch.from_numpy(k)).numpy()
+
+        ref = solve_ivp(rhs, (0.0, 1e5), [1.0, 0.0, 0.0], method="Radau", t_eval=ts,
+                        rtol=1e-12, atol=1e-14).y.T
+        assert np.abs(compiled.u[:, i].numpy() - ref).max() < 1e-6
+
+
 def test_cpu_ignores_the_option():
-    eager = solve_case("DP5-oscillator", "cpu", cuda_graph=False)
-    asked = solve_case("DP5-oscillator", "cpu", cuda_graph=True)
+    eager = solve_case("DP5-oscillator", "cpu", loop="eager")
+    asked = solve_case("DP5-oscillator", "cpu", loop="cuda_graph")
     assert torch.equal(asked.u, eager.u)
 
 
@@ -138,8 +193,8 @@ def test_cpu_ignores_the_option():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_captured_loop_equals_eager_loop_on_cuda(name, dtype):
-    eager = solve_case(name, "cuda", cuda_graph=False, B=64, dtype=dtype)
-    captured = solve_case(name, "cuda", cuda_graph=True, B=64, dtype=dtype)
+    eager = solve_case(name, "cuda", loop="eager", B=64, dtype=dtype)
+    captured = solve_case(name, "cuda", loop="cuda_graph", B=64, dtype=dtype)
     assert captured.successful
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     torch.testing.assert_close(captured.u, eager.u, rtol=tol, atol=tol)
@@ -153,7 +208,7 @@ def test_captured_loop_equals_eager_loop_on_cuda(name, dtype):
 @cuda
 @pytest.mark.cuda
 def test_captured_rober_matches_scipy():
-    sol = solve_case("Rodas5P-rober", "cuda", cuda_graph=True, B=16)
+    sol = solve_case("Rodas5P-rober", "cuda", loop="cuda_graph", B=16)
     prob = rober_batch(16)
     ts = CASES["Rodas5P-rober"][2]
     for i in (0, 7, 15):
@@ -180,7 +235,7 @@ def test_host_synchronising_rhs_falls_back_to_eager():
     prob = ps.ODEProblem(synchronising, prob.u0, prob.tspan, prob.p, batch_ndim=1)
     ts = torch.linspace(0.0, 10.0, 11, dtype=torch.float64, device="cuda")
     with torch.no_grad(), pytest.warns(RuntimeWarning, match="could not be captured"):
-        sol = ps.solve(prob, ps.DP5(), saveat=ts, rtol=1e-8, atol=1e-10, cuda_graph=True)
+        sol = ps.solve(prob, ps.DP5(), saveat=ts, rtol=1e-8, atol=1e-10, loop="cuda_graph")
     with torch.no_grad():
         ref = ps.solve(reference, ps.DP5(), saveat=ts, rtol=1e-8, atol=1e-10)
     assert sol.successful

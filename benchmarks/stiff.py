@@ -822,8 +822,9 @@ def run_batch(args, device, method: str, have_jax: bool,
 
     def make_fn(jac, graph=False):
         prob = ps.ODEProblem(rober_t, u0, (0.0, T), p=p, batch_ndim=1, jac=jac)
+        loop = "cuda_graph" if graph else "eager"
         return _quiet(lambda: ps.solve(prob, alg, saveat=saveat, rtol=rtol, atol=atol,
-                                       max_steps=args.max_steps, cuda_graph=graph))
+                                       max_steps=args.max_steps, loop=loop))
 
     def pysciml_batch(threads: int, graph: bool = False) -> tuple[str, dict]:
         label = (f"pysciml {method} (batch_ndim=1, {device.type}"

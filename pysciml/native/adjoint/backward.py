@@ -16,7 +16,11 @@ Two layouts of the backward state:
   (a dense ``M x M`` Jacobian, ``M = BN + P`` or ``2BN + P``).
 * *per member* (``QuadratureAdjoint``, ``GaussAdjoint``): :math:`\lambda` alone, ``(B, N)``,
   one shared step, Jacobian :math:`-J_b^\top` per member from the forward Jacobian; :math:`\mu`
-  is a Gauss–Legendre quadrature, after the solve or during it.
+  is a Gauss–Legendre quadrature, after the solve or during it. With a Rosenbrock method the
+  step uses the linearity of :math:`\dot\lambda = -J(t, u(t))^\top\lambda`: the forward
+  Jacobians at all the step's times from one stacked call of ``f``
+  (:mod:`.linear_rosenbrock`), instead of one vector–Jacobian product per stage and a second
+  derivative for the step's Jacobian.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import torch
 from ...sensealg import BacksolveAdjoint, GaussAdjoint, QuadratureAdjoint
 from ...solution import ReturnCode
 from ..integrate import integrate
+from ..rosenbrock import Rosenbrock
 from .equations import AdjointEquations, AdjointStateRHS
+from .linear_rosenbrock import LinearAdjointRosenbrock
 from .quadrature import GaussIntegratingStepper, gauss_legendre_integral
 
 __all__ = ["adjoint_backward", "checkpointed"]
@@ -206,6 +212,8 @@ def _per_member_segment(eq, stepper, kwargs, sensealg, lam, mu, t_hi, t_lo, u_of
     """``λ`` per member over one segment; ``μ`` by quadrature (after or during the solve)."""
     gauss = isinstance(sensealg, GaussAdjoint)
     rhs = AdjointStateRHS(eq, lambda t: u_of_times(t)[0])
+    if isinstance(stepper, Rosenbrock):
+        stepper = LinearAdjointRosenbrock(stepper, eq, u_of_times)
     if gauss:
         stepper = GaussIntegratingStepper(stepper, eq, u_of_times, sensealg.nodes,
                                           torch.zeros_like(mu))

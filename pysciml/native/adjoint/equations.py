@@ -88,6 +88,7 @@ class AdjointEquations:
         self.P = params.numel()
         self.nvjp = 0
         self.stacked_parameter_vjp: bool | None = None  # see parameter_vjp_sum
+        self.stacked_adjoint_jacobian: bool | None = None  # see linear_rosenbrock
         self.p_detached = params.with_tensors([x.detach() for x in params.tensors])
 
     def f(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

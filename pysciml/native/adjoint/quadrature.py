@@ -78,21 +78,38 @@ class GaussIntegratingStepper(AbstractStepper):
     :attr:`total` (flat, length ``P``). The step, its error and its dense output are the
     wrapped stepper's.
 
+    The accepted steps' interpolation data are kept for up to ``batch`` steps and integrated
+    together (one interpolation of the forward solution at all their nodes, one stacked
+    parameter product), so the memory stays bounded by ``batch`` steps while the per-step
+    overhead of those calls is shared; :attr:`total` integrates what is pending first.
+
     Args:
         inner: the backward solve's stepper.
         eq: the adjoint equations.
         u_of_times: ``(Q,) -> (Q, B, N)``, the forward solution.
         nodes: Gauss–Legendre nodes per step.
+        total: the running total to add to (flat, length ``P``).
+        batch: the most accepted steps kept before they are integrated.
     """
 
     def __init__(self, inner: AbstractStepper, eq: AdjointEquations,
                  u_of_times: Callable[[torch.Tensor], torch.Tensor], nodes: int,
-                 total: torch.Tensor):
+                 total: torch.Tensor, batch: int = 64):
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch: expected a positive int, got {batch!r}")
         self.inner = inner
         self.eq = eq
         self.u_of_times = u_of_times
         self.nodes = nodes
-        self.total = total
+        self.batch = batch
+        self._total = total
+        self._pending: list[tuple[torch.Tensor, ...]] = []
+
+    @property
+    def total(self) -> torch.Tensor:
+        """``∫ λᵀ ∂f/∂p dt`` over every accepted step so far (flat, length ``P``)."""
+        self._flush()
+        return self._total
 
     @property
     def order(self) -> int:
@@ -117,23 +134,35 @@ class GaussIntegratingStepper(AbstractStepper):
     def merge(self, cache, new, accept):
         merged = self.inner.merge(None if cache is None else cache.inner, new.inner, accept)
         if new.trial is not None and bool(accept.any()):
-            self._integrate(new.trial, accept)
+            f, t, u, h, result = new.trial
+            stages = self.inner.dense_stages(f, t, u, h, result)
+            self._pending.append((t, torch.where(accept, h, torch.zeros_like(h)), u, stages))
+            if len(self._pending) >= self.batch:
+                self._flush()
         return _Carry(merged, None)
 
-    def _integrate(self, trial: tuple, accept: torch.Tensor) -> None:
-        f, t, u, h, result = trial
-        stages = self.inner.dense_stages(f, t, u, h, result)
-        h = torch.where(accept, h, torch.zeros_like(h))
+    def _flush(self) -> None:
+        """Integrate the pending steps: ``K`` steps, ``n`` nodes each, all at once."""
+        if not self._pending:
+            return
+        t, h, u, stages = (torch.stack(x) for x in zip(*self._pending))
+        self._pending = []
+        K, B, N = u.shape
+        m = stages.shape[1]
         theta, weights = gauss_legendre_nodes(self.nodes, h)
-        lead = h.abs().argmax()  # a member that took the (shared) step
-        times = t[lead] + theta * h[lead]  # (n,)
-        n, (B, N) = theta.shape[0], u.shape
-        # all nodes in one call of the interpolant: the batch repeated n times
+        n = theta.shape[0]
+        lead = h.abs().argmax(1, keepdim=True)  # a member that took each (shared) step
+        t_lead, h_lead = t.gather(1, lead)[:, 0], h.gather(1, lead)[:, 0]
+        times = (t_lead[:, None] + theta[None, :] * h_lead[:, None]).reshape(-1)  # (K n,)
+        # every node of every step in one call of the interpolant: (K, n, B) flattened
         lam = self.inner.interpolate(
-            u.repeat(n, 1), h.repeat(n), stages.repeat(1, n, 1),
-            theta.repeat_interleave(B)).reshape(n, B, N)
-        w = (-h[None, :, None] * weights[:, None, None]) * lam
-        self.total += self.eq.parameter_vjp_sum(times, self.u_of_times(times), w)
+            u[:, None].expand(K, n, B, N).reshape(-1, N),
+            h[:, None].expand(K, n, B).reshape(-1),
+            stages[:, :, None].expand(K, m, n, B, N).transpose(0, 1).reshape(m, -1, N),
+            theta[None, :, None].expand(K, n, B).reshape(-1)).reshape(K, n, B, N)
+        w = (-h[:, None, :, None] * weights[None, :, None, None]) * lam
+        self._total += self.eq.parameter_vjp_sum(times, self.u_of_times(times),
+                                                 w.reshape(K * n, B, N))
 
     def dense_stages(self, f, t, u, h, result: StepResult) -> torch.Tensor:
         return self.inner.dense_stages(f, t, u, h, result._replace(cache=result.cache.inner))

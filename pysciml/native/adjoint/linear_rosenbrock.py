@@ -141,7 +141,7 @@ class LinearAdjointRosenbrock(AbstractStepper):
                 seed = torch.eye(N, dtype=y.dtype, device=y.device)[None, :, None, :]
                 seed = seed.expand(Q, N, B, N).reshape(Q * N, B, N)
                 (g,) = torch.autograd.grad(out, y, seed, allow_unused=True)
-        except (RuntimeError, ValueError, TypeError, IndexError):
+        except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError):
             return None
         if g is None:
             return states.new_zeros(Q, B, N, N)

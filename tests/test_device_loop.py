@@ -17,6 +17,7 @@ from scipy.integrate import solve_ivp
 
 import pysciml as ps
 from pysciml.native import device_loop as graphs
+from pysciml.native import linsolve
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 
@@ -177,6 +178,28 @@ def test_compiled_loop_matches_eager_loop_and_scipy():
         ref = solve_ivp(rhs, (0.0, 1e5), [1.0, 0.0, 0.0], method="Radau", t_eval=ts,
                         rtol=1e-12, atol=1e-14).y.T
         assert np.abs(compiled.u[:, i].numpy() - ref).max() < 1e-6
+
+
+@pytest.mark.parametrize("N", [1, 2, 3, 5, 8])
+def test_unrolled_lu_matches_lapack(N):
+    """The element-by-element LU (used while torch.compile traces a step) pivots as LAPACK's
+    getrf does: same P, same factors, same solutions, also with tiny and zero pivots."""
+    g = torch.Generator().manual_seed(N)
+    W = torch.randn(32, N, N, dtype=torch.float64, generator=g)
+    W[0] = torch.eye(N, dtype=torch.float64)[torch.randperm(N, generator=g)]
+    W[1, :, 0] *= 1e-12
+    W[2, :, -1] = 0.0  # singular
+    r = torch.randn(32, N, dtype=torch.float64, generator=g)
+    lapack = linsolve.lu_factor(W)
+    unrolled = linsolve._lu_factor_unrolled(W)
+    assert torch.equal(unrolled.P, lapack.P)
+    torch.testing.assert_close(unrolled.LU, lapack.LU, rtol=1e-12, atol=1e-12)
+    assert torch.equal(unrolled.singular, lapack.singular)
+    assert bool(unrolled.singular[2]) and not bool(unrolled.singular[3:].any())
+    x = linsolve._lu_solve_unrolled(unrolled, r)
+    ok = ~lapack.singular
+    torch.testing.assert_close(x[ok], linsolve.lu_solve(lapack, r)[ok], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(x[3:], torch.linalg.solve(W[3:], r[3:]), rtol=1e-8, atol=1e-10)
 
 
 def test_cpu_ignores_the_option():

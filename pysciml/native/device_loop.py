@@ -213,10 +213,13 @@ def run_compiled(ctx: LoopContext, st: LoopState, us: torch.Tensor, *,
                           RuntimeWarning, stacklevel=3)
             return st
         uncounted.iterations += 1
-        while True:
-            for _ in range(check_every):
-                st = _compiled_iteration(ctx, st, us)
-            uncounted.iterations += check_every
-            if not _running(st):
-                break
+        # the first call checked every guard; the same context and shapes follow, so only the
+        # guards that tell cached compilations apart are evaluated (~100 µs less per call)
+        with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+            while True:
+                for _ in range(check_every):
+                    st = _compiled_iteration(ctx, st, us)
+                uncounted.iterations += check_every
+                if not _running(st):
+                    break
     return st

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .stepper import RHS, AbstractTableauStepper, StepResult
-from .tableau import ButcherTableau
+from .tableau import ButcherTableau, combine
 
 __all__ = ["ExplicitRungeKutta"]
 
@@ -47,14 +47,14 @@ class ExplicitRungeKutta(AbstractTableauStepper):
         flat = stages.view(s, B * N)
         c = self.tableau.c
         for i in range(1, s):
-            increment = (tab.a_rows[i] @ flat[:i]).view(B, N)
+            increment = combine(tab.a_rows[i], flat[:i]).view(B, N)
             stages[i] = f(torch.add(t, h, alpha=c[i]), torch.addcmul(u, hcol, increment))
         if self.tableau.adaptive:
-            combined = (tab.b_and_error.T @ flat).view(2, B, N)
+            combined = combine(tab.b_and_error.T, flat).view(2, B, N)
             u_new = torch.addcmul(u, hcol, combined[0])
             err = hcol * combined[1]
         else:
-            u_new = torch.addcmul(u, hcol, (tab.b @ flat).view(B, N))
+            u_new = torch.addcmul(u, hcol, combine(tab.b, flat).view(B, N))
             err = None
         return StepResult(u_new, err, stages, stages[-1] if self.tableau.fsal else None)
 

@@ -37,23 +37,91 @@ def w_matrix(J: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return scale[:, None, None] * eye - J
 
 
+UNROLLED_MAX_N = 8
+"""Under ``torch.compile``, systems up to this size are factorised and solved by loops written
+out element by element (see :func:`lu_factor`, :func:`lu_solve`)."""
+
+
 def lu_factor(W: torch.Tensor) -> LUFactors:
     """Factorise ``W`` ``(B, N, N)`` with partial pivoting, without synchronising with the
-    host."""
+    host. While ``torch.compile`` traces it (``loop="compile"``), small matrices
+    (``N <= UNROLLED_MAX_N``) are factorised by the same algorithm written out element by
+    element, which the compiler fuses into one kernel instead of two library calls."""
+    if torch.compiler.is_compiling() and W.shape[-1] <= UNROLLED_MAX_N:
+        return _lu_factor_unrolled(W)
     LU, pivots, info = torch.linalg.lu_factor_ex(W)
     P, _, _ = torch.lu_unpack(LU, pivots, unpack_data=False)
     singular = (info != 0) | ~torch.isfinite(LU.diagonal(dim1=-2, dim2=-1)).all(-1)
     return LUFactors(LU, P, singular)
 
 
+def _lu_factor_unrolled(W: torch.Tensor) -> LUFactors:
+    r"""Gaussian elimination with partial pivoting on columns of shape ``(B,)``
+    (Golub & Van Loan, Algorithm 3.4.1): at step :math:`k` the row with the largest
+    :math:`|a_{ik}|`, :math:`i \ge k`, is swapped into row :math:`k` (per member, by
+    selection), then the multipliers :math:`l_{ik} = a_{ik}/a_{kk}` eliminate column
+    :math:`k`. Returns the factors in LAPACK's layout, :math:`W = P L U`."""
+    B, N, _ = W.shape
+    a = [[W[:, i, j] for j in range(N)] for i in range(N)]
+    perm = [torch.full((B,), i, dtype=torch.int64, device=W.device) for i in range(N)]
+    for k in range(N):
+        best, pivot = a[k][k].abs(), torch.full_like(perm[k], k)
+        for i in range(k + 1, N):
+            larger = a[i][k].abs() > best
+            best = torch.where(larger, a[i][k].abs(), best)
+            pivot = torch.where(larger, i, pivot)
+        for i in range(k + 1, N):  # swap rows k and i where i is the pivot row
+            swap = pivot == i
+            for j in range(N):
+                a[k][j], a[i][j] = (torch.where(swap, a[i][j], a[k][j]),
+                                    torch.where(swap, a[k][j], a[i][j]))
+            perm[k], perm[i] = torch.where(swap, perm[i], perm[k]), torch.where(swap, perm[k],
+                                                                                  perm[i])
+        for i in range(k + 1, N):
+            a[i][k] = a[i][k] / a[k][k]
+            for j in range(k + 1, N):
+                a[i][j] = a[i][j] - a[i][k] * a[k][j]
+    LU = torch.stack([torch.stack(row, -1) for row in a], -2)
+    # P^T W = L U: row k of P^T picks row perm[k] of W
+    P = torch.nn.functional.one_hot(torch.stack(perm, -1), N).to(W.dtype).mT
+    diag = LU.diagonal(dim1=-2, dim2=-1)
+    singular = (diag == 0).any(-1) | ~torch.isfinite(diag).all(-1)
+    return LUFactors(LU, P, singular)
+
+
 def lu_solve(factors: LUFactors, rhs: torch.Tensor) -> torch.Tensor:
     r"""Solve ``W x = rhs`` for ``rhs`` ``(B, N)`` with the factors of ``W``:
     :math:`L y = P^T r`, then :math:`U x = y` (each triangular solve reads only its triangle of
-    ``LU``; the same arithmetic as LAPACK's ``getrs``)."""
+    ``LU``; the same arithmetic as LAPACK's ``getrs``). While ``torch.compile`` traces it
+    (``loop="compile"``), small systems (``N <= UNROLLED_MAX_N``) are solved by the same
+    substitutions written out element by element, which the compiler fuses into one kernel
+    instead of three library calls per solve."""
+    if torch.compiler.is_compiling() and rhs.shape[-1] <= UNROLLED_MAX_N:
+        return _lu_solve_unrolled(factors, rhs)
     LU = factors.LU
     y = torch.linalg.solve_triangular(LU, factors.P.mT @ rhs[..., None], upper=False,
                                       unitriangular=True)
     return torch.linalg.solve_triangular(LU, y, upper=True)[..., 0]
+
+
+def _lu_solve_unrolled(factors: LUFactors, rhs: torch.Tensor) -> torch.Tensor:
+    """:func:`lu_solve` by forward and back substitution on columns of shape ``(B,)``."""
+    LU, P = factors.LU, factors.P
+    N = rhs.shape[-1]
+    r = [rhs[:, j] for j in range(N)]
+    y = []
+    for i in range(N):  # L y = P^T r, L unit lower triangular
+        acc = sum(P[:, j, i] * r[j] for j in range(N))
+        for j in range(i):
+            acc = acc - LU[:, i, j] * y[j]
+        y.append(acc)
+    x: list = [None] * N
+    for i in reversed(range(N)):  # U x = y
+        acc = y[i]
+        for j in range(i + 1, N):
+            acc = acc - LU[:, i, j] * x[j]
+        x[i] = acc / LU[:, i, i]
+    return torch.stack(x, -1)
 
 
 def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,

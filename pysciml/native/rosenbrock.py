@@ -29,6 +29,7 @@ from .jacobian import jacobian_and_time_derivative
 from .linsolve import lu_factor, lu_solve, w_matrix
 from .rosenbrock_tableaus import RosenbrockTableau
 from .stepper import AbstractTableauStepper, CountedRHS, StepResult
+from .tableau import combine
 
 __all__ = ["Rosenbrock", "time_derivative", "jacobian_of"]
 
@@ -108,14 +109,14 @@ class Rosenbrock(AbstractTableauStepper):
                 rhs = f(t, u)
             else:
                 # one product for both sums: sum_j a_ij k_j and sum_j C_ij k_j
-                sums = (tab.aC_rows[i] @ flat[:i]).view(2, B, N)
+                sums = combine(tab.aC_rows[i], flat[:i]).view(2, B, N)
                 rhs = torch.addcmul(f(torch.add(t, h_safe, alpha=c[i]), u + sums[0]), inv_h,
                                     sums[1])
             if d[i] != 0 and h_dfdt is not None:
                 rhs = torch.add(rhs, h_dfdt, alpha=d[i])
             stages[i] = lu_solve(factors, rhs)
         f.add(nlinsolve=s)
-        combined = (tab.b_and_error.T @ flat).view(2, B, N)
+        combined = combine(tab.b_and_error.T, flat).view(2, B, N)
         u_new = u + combined[0]
         err = combined[1]
         singular = factors.singular[:, None]
@@ -128,7 +129,7 @@ class Rosenbrock(AbstractTableauStepper):
     def dense_stages(self, f, t, u, h, result: StepResult) -> torch.Tensor:
         tab = self.tableau.tensors(u.dtype, u.device)
         s, B, N = result.stages.shape
-        kappa = (tab.H @ result.stages.view(s, B * N)).view(-1, B, N)
+        kappa = combine(tab.H, result.stages.view(s, B * N)).view(-1, B, N)
         return torch.cat([result.u_new[None], kappa])
 
     def interpolate(self, u, h, stages, theta):

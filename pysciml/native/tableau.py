@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ButcherTableau", "TableauTensors"]
+__all__ = ["ButcherTableau", "TableauTensors", "combine"]
 
 _TOL = 1e-12
 
@@ -153,3 +153,18 @@ class ButcherTableau:
             interp=torch.tensor(self.interp, dtype=torch.float64).to(**kw),
             a_rows=tuple(a_cast[i, :i] for i in range(s)),
         )
+
+
+def combine(weights: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
+    r"""``weights @ stacked``: the combinations :math:`\sum_j w_{rj} k_j` of a method's stages,
+    ``weights`` ``(R, S)`` or ``(S,)`` (coefficients), ``stacked`` ``(S, M)``. While
+    ``torch.compile`` traces it (``loop="compile"``) the sums are written out term by term, so
+    the compiler fuses them with the surrounding element-wise work instead of calling a matrix
+    product for every stage."""
+    if not torch.compiler.is_compiling():
+        return weights @ stacked
+    rows = weights[None] if weights.ndim == 1 else weights
+    out = torch.stack([sum(row[j] * stacked[j] for j in range(stacked.shape[0]))
+                       if stacked.shape[0] else torch.zeros_like(stacked[0]) for row in rows])
+    return out[0] if weights.ndim == 1 else out
+

@@ -264,3 +264,15 @@ def test_host_synchronising_rhs_falls_back_to_eager():
     assert sol.successful
     torch.testing.assert_close(sol.u, ref.u, rtol=1e-12, atol=1e-12)
     assert sol.stats.nf == ref.stats.nf
+
+
+@cuda
+@pytest.mark.cuda
+def test_compiled_loop_on_cuda():
+    eager = solve_case("Rodas5P-rober", "cuda", loop="eager", B=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager loop
+        compiled = solve_case("Rodas5P-rober", "cuda", loop="compile", B=64)
+    torch.testing.assert_close(compiled.u, eager.u, rtol=1e-9, atol=1e-15)
+    assert compiled.stats.naccept == eager.stats.naccept
+

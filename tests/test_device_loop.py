@@ -273,6 +273,20 @@ def test_compiled_loop_on_cuda():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager loop
         compiled = solve_case("Rodas5P-rober", "cuda", loop="compile", B=64)
-    torch.testing.assert_close(compiled.u, eager.u, rtol=1e-9, atol=1e-15)
-    assert compiled.stats.naccept == eager.stats.naccept
+    # the generated GPU kernels contract multiply-adds differently from the eager kernels, so
+    # a member whose error norm sits near 1 may take a different (equally valid) step sequence:
+    # the two solutions agree to the solve's tolerance (rtol 1e-7), not to rounding
+    torch.testing.assert_close(compiled.u, eager.u, rtol=1e-6, atol=1e-12)
+    assert abs(compiled.stats.naccept - eager.stats.naccept) <= 0.02 * eager.stats.naccept
+    prob = rober_batch(64)
+    ts = CASES["Rodas5P-rober"][2]
+    for i in (0, 31, 63):
+        k = prob.p[i].numpy()
+
+        def rhs(t, y, k=k):
+            return rober(t, torch.from_numpy(y), torch.from_numpy(k)).numpy()
+
+        ref = solve_ivp(rhs, (0.0, 1e5), [1.0, 0.0, 0.0], method="Radau", t_eval=ts,
+                        rtol=1e-12, atol=1e-14).y.T
+        assert np.abs(compiled.u[:, i].cpu().numpy() - ref).max() < 1e-6
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .networks import StateNetwork, as_state_shape
 
@@ -44,7 +45,26 @@ def _physics_parameter_dict(physics: nn.Module) -> dict[str, torch.Tensor]:
     getter = getattr(physics, "physical_parameters", None)
     if callable(getter):
         return dict(getter())
-    return dict(physics.named_parameters())
+    out = {}
+    for name, param in physics.named_parameters():
+        parts = name.split(".")
+        if "parametrizations" in parts:   # a log-scale parameter: report theta, not log(theta)
+            i = parts.index("parametrizations")
+            owner = physics.get_submodule(".".join(parts[:i]))
+            out[".".join(parts[:i] + [parts[i + 1]])] = getattr(owner, parts[i + 1])
+        else:
+            out[name] = param
+    return out
+
+
+class _Exp(nn.Module):
+    r"""The parametrization :math:`\theta = \exp(\phi)` (``right_inverse``: :math:`\log`)."""
+
+    def forward(self, phi: torch.Tensor) -> torch.Tensor:
+        return torch.exp(phi)
+
+    def right_inverse(self, theta: torch.Tensor) -> torch.Tensor:
+        return torch.log(theta)
 
 
 class AbstractHybridODE(nn.Module, abc.ABC):
@@ -65,12 +85,23 @@ class AbstractHybridODE(nn.Module, abc.ABC):
             ``physics_method="diffusion"``).
         learnable: if given, the names of the physical parameters to learn; the other parameters
             of ``physics`` are frozen. Unknown names raise ``ValueError``.
+        log_parameters: names of physical parameters (positive) to learn on a log scale,
+            :math:`\theta = e^{\phi}` with :math:`\phi` the trainable tensor
+            (``torch.nn.utils.parametrize``; ``physics`` is modified in place). Adam moves
+            :math:`\phi` by about the learning rate per step, i.e. :math:`\theta` by a relative
+            amount :math:`e^{\pm\text{lr}}` whatever its magnitude: parameters of very different
+            scales (diffusion coefficients :math:`\sim 10^{-3}`, rates :math:`\sim 1`) share
+            one learning rate, and :math:`\theta` stays positive. The gradient is
+            :math:`\partial L/\partial\phi = \theta\,\partial L/\partial\theta`.
+            :meth:`physical_parameters` still returns :math:`\theta`. A name that is not a
+            parameter of ``physics``, or a value that is not positive, raises ``ValueError``.
     """
 
     @abc.abstractmethod
     def __init__(self, physics: nn.Module | None, augmentation: nn.Module | None,
                  state_shape: Sequence[int] | int | None = None, physics_method: str = "forward",
-                 learnable: Iterable[str] | None = None):
+                 learnable: Iterable[str] | None = None,
+                 log_parameters: Iterable[str] | None = None):
         super().__init__()
         if physics is None and augmentation is None:
             raise ValueError("physics, augmentation: at least one of them is needed")
@@ -108,6 +139,31 @@ class AbstractHybridODE(nn.Module, abc.ABC):
         self.augmentation = augmentation
         if learnable is not None:
             self._set_learnable(learnable)
+        if log_parameters is not None:
+            self._set_log_scale(log_parameters)
+
+    def _set_log_scale(self, names: Iterable[str]) -> None:
+        if self.physics is None:
+            raise ValueError("log_parameters: this model has no physics to parametrize")
+        if isinstance(names, str):
+            names = (names,)
+        names = list(names)
+        params = dict(self.physics.named_parameters())
+        unknown = [n for n in names if n not in params]
+        if unknown:
+            raise ValueError(f"log_parameters: unknown parameter name(s) {unknown} of "
+                             f"{type(self.physics).__name__}; available: {sorted(params)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"log_parameters: repeated name(s) in {names}")
+        for name in names:
+            value = params[name]
+            if not value.is_floating_point() or not bool((value.detach() > 0).all()):
+                raise ValueError(f"log_parameters: {name!r} must be positive to be learned on a "
+                                 f"log scale, got {value.detach().flatten()[:4].tolist()}")
+        for name in names:
+            owner_name, _, attr = name.rpartition(".")
+            owner = self.physics.get_submodule(owner_name) if owner_name else self.physics
+            parametrize.register_parametrization(owner, attr, _Exp())
 
     def _set_learnable(self, learnable: Iterable[str]) -> None:
         if self.physics is None:
@@ -230,11 +286,13 @@ class APHYNITY(AbstractHybridODE):
 
     def __init__(self, physics: nn.Module, augmentation: nn.Module,
                  state_shape: Sequence[int] | int | None = None, physics_method: str = "forward",
-                 learnable: Iterable[str] | None = None):
+                 learnable: Iterable[str] | None = None,
+                 log_parameters: Iterable[str] | None = None):
         if physics is None or augmentation is None:
             raise ValueError("physics, augmentation: APHYNITY needs both (use PhysicsOnly or "
                              "NeuralODE for one of them)")
-        super().__init__(physics, augmentation, state_shape, physics_method, learnable)
+        super().__init__(physics, augmentation, state_shape, physics_method, learnable,
+                         log_parameters)
 
 
 class UniversalDifferentialEquation(AbstractHybridODE):
@@ -249,11 +307,13 @@ class UniversalDifferentialEquation(AbstractHybridODE):
 
     def __init__(self, physics: nn.Module, augmentation: nn.Module,
                  state_shape: Sequence[int] | int | None = None, physics_method: str = "forward",
-                 learnable: Iterable[str] | None = None):
+                 learnable: Iterable[str] | None = None,
+                 log_parameters: Iterable[str] | None = None):
         if physics is None or augmentation is None:
             raise ValueError("physics, augmentation: a universal differential equation needs "
                              "both the known terms and the network")
-        super().__init__(physics, augmentation, state_shape, physics_method, learnable)
+        super().__init__(physics, augmentation, state_shape, physics_method, learnable,
+                         log_parameters)
 
     def missing_term(self, u: torch.Tensor) -> torch.Tensor:
         r"""The learned term :math:`U_\theta(u)` at states ``u`` of shape ``(*batch, *state)``."""
@@ -280,11 +340,13 @@ class PhysicsOnly(AbstractHybridODE):
     the physics-only baseline.
 
     Args:
-        physics, state_shape, physics_method, learnable: as :class:`AbstractHybridODE`.
+        physics, state_shape, physics_method, learnable, log_parameters: as
+            :class:`AbstractHybridODE`.
     """
 
     def __init__(self, physics: nn.Module, state_shape: Sequence[int] | int | None = None,
-                 physics_method: str = "forward", learnable: Iterable[str] | None = None):
+                 physics_method: str = "forward", learnable: Iterable[str] | None = None,
+                 log_parameters: Iterable[str] | None = None):
         if physics is None:
             raise ValueError("physics: a physics-only model needs a physical model")
-        super().__init__(physics, None, state_shape, physics_method, learnable)
+        super().__init__(physics, None, state_shape, physics_method, learnable, log_parameters)

@@ -78,10 +78,9 @@ class DenseHistory:
         t, h, u, stages = self._stack()
         B, M = t.shape
         N, s, Q = u.shape[-1], stages.shape[2], tq.shape[0]
-        if Q == 1 and self._last is not None and t.device.type == "cpu":
+        if Q == 1 and self._last is not None:
             # a backward (adjoint) solve asks for one time at a time, mostly in the step it
-            # asked for last: reuse that step's data (one host read instead of a search; on a
-            # GPU that read would stall the queue at every evaluation, so the search is kept)
+            # asked for last: reuse that step's data (one host read instead of a search)
             start, end, t_i, h_i, u_i, k_i = self._last
             q1 = self.direction * tq.to(t.dtype)
             if bool(((q1 >= start) & (q1 <= end)).all()):

@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["AbstractStepper", "AbstractTableauStepper", "StepResult", "RHS", "CountedRHS"]
+__all__ = ["AbstractStepper", "AbstractTableauStepper", "WrappingStepper", "StepResult", "RHS",
+           "CountedRHS"]
 
 RHS = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """The flattened right-hand side ``f(t: (B,), u: (B, N)) -> (B, N)`` the loop works with."""
@@ -157,3 +158,23 @@ class AbstractTableauStepper(AbstractStepper):
     @property
     def adaptive(self) -> bool:
         return getattr(self.tableau, "adaptive", True)
+
+
+class WrappingStepper(AbstractStepper):
+    """A stepper built around another one (``self.inner``), whose orders and adaptivity it
+    keeps (the adjoint's steppers that add a quadrature or a linear step to a family's own)."""
+
+    inner: AbstractStepper
+
+    @property
+    def order(self) -> int:
+        return self.inner.order
+
+    @property
+    def error_order(self) -> int | None:
+        return self.inner.error_order
+
+    @property
+    def adaptive(self) -> bool:
+        return self.inner.adaptive
+

@@ -51,7 +51,7 @@ import torch
 from ..jacobian import jacobian
 from ..linsolve import lu_factor, lu_solve, w_matrix
 from ..rosenbrock import Rosenbrock
-from ..stepper import AbstractStepper, StepResult
+from ..stepper import StepResult, WrappingStepper
 from .equations import AdjointEquations
 
 __all__ = ["LinearAdjointRosenbrock", "STACK_ELEMENTS"]
@@ -61,7 +61,7 @@ STACK_ELEMENTS = 1 << 21
 generic path is taken."""
 
 
-class LinearAdjointRosenbrock(AbstractStepper):
+class LinearAdjointRosenbrock(WrappingStepper):
     r"""A Rosenbrock step of :math:`\dot\lambda = -J(t, u(t))^\top\lambda` from the forward
     Jacobians at the step's times (module docstring); the same arithmetic as
     :class:`~pysciml.native.rosenbrock.Rosenbrock` on the adjoint right-hand side, with the
@@ -84,18 +84,6 @@ class LinearAdjointRosenbrock(AbstractStepper):
         self._nodes = sorted(set(c))  # distinct stage nodes; the first is t_n itself (c = 0)
         self._node_of_stage = [self._nodes.index(ci) for ci in c]
         self._fractions_cache: dict = {}
-
-    @property
-    def order(self) -> int:
-        return self.inner.order
-
-    @property
-    def error_order(self) -> int | None:
-        return self.inner.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return self.inner.adaptive
 
     def init(self, f, t, u, f0):
         return self.inner.init(f, t, u, f0)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..interpolation import DenseHistory
-from ..stepper import AbstractStepper, StepResult
+from ..stepper import AbstractStepper, StepResult, WrappingStepper
 from .equations import AdjointEquations
 
 __all__ = ["gauss_legendre_integral", "GaussIntegratingStepper", "gauss_legendre_nodes"]
@@ -71,7 +71,7 @@ class _Carry(NamedTuple):
     trial: tuple | None
 
 
-class GaussIntegratingStepper(AbstractStepper):
+class GaussIntegratingStepper(WrappingStepper):
     r"""A stepper that also integrates :math:`\int \lambda^\top \partial f/\partial p\,dt` over
     every step it takes, as the loop accepts it (:meth:`merge`): the Gauss–Legendre sum of the
     module docstring with :math:`\lambda` from the step's own interpolant. The running total is
@@ -110,18 +110,6 @@ class GaussIntegratingStepper(AbstractStepper):
         """``∫ λᵀ ∂f/∂p dt`` over every accepted step so far (flat, length ``P``)."""
         self._flush()
         return self._total
-
-    @property
-    def order(self) -> int:
-        return self.inner.order
-
-    @property
-    def error_order(self) -> int | None:
-        return self.inner.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return self.inner.adaptive
 
     def init(self, f, t, u, f0):
         return _Carry(self.inner.init(f, t, u, f0), None)

@@ -26,8 +26,27 @@ import pysciml as ps
 __all__ = [
     "Problem", "scipy_reference", "numpy_rhs", "kepler_exact", "PROBLEMS", "NONSTIFF",
     "DECAY", "OSCILLATOR", "FORCED", "A2", "A3", "A4", "B1", "LOTKA_VOLTERRA", "KEPLER",
-    "RICCATI", "VAN_DER_POL_STIFF", "ROBERTSON", "lotka_volterra",
+    "RICCATI", "VAN_DER_POL_STIFF", "ROBERTSON", "lotka_volterra", "rel_err",
+    "central_differences",
 ]
+
+
+def rel_err(a, b) -> float:
+    """max |a - b| / max |b| (tensors or arrays)."""
+    a = np.asarray(torch.as_tensor(a).detach().cpu(), dtype=np.float64).ravel()
+    b = np.asarray(torch.as_tensor(b).detach().cpu(), dtype=np.float64).ravel()
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def central_differences(loss, x0, step: float) -> np.ndarray:
+    """d loss / d x at x0 by central differences, component by component."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    g = np.zeros_like(x0)
+    for i in range(x0.size):
+        e = np.zeros_like(x0)
+        e.flat[i] = step
+        g.flat[i] = (loss(x0 + e) - loss(x0 - e)) / (2 * step)
+    return g
 
 
 def _tcol(t: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,10 @@ import functools
 import math
 
 import numpy as np
+import problems
 import pytest
 import torch
-from problems import LOTKA_VOLTERRA, lotka_volterra, numpy_rhs, scipy_reference
+from problems import LOTKA_VOLTERRA, lotka_volterra, numpy_rhs, rel_err, scipy_reference
 
 import pysciml as ps
 from pysciml.sensealg import GaussAdjoint
@@ -41,21 +42,8 @@ GRAD_TOL = 1e-5  # against finite differences / closed forms
 AGREE_TOL = 1e-7  # between sensealgs
 
 
-def rel_err(a, b) -> float:
-    a = np.asarray(torch.as_tensor(a).detach().cpu(), dtype=np.float64).ravel()
-    b = np.asarray(torch.as_tensor(b).detach().cpu(), dtype=np.float64).ravel()
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
-
-
-def central_differences(loss, x0, step=FD_STEP) -> np.ndarray:
-    """d loss / d x at x0 by central differences, component by component."""
-    x0 = np.asarray(x0, dtype=np.float64)
-    g = np.zeros_like(x0)
-    for i in range(x0.size):
-        e = np.zeros_like(x0)
-        e.flat[i] = step
-        g.flat[i] = (loss(x0 + e) - loss(x0 - e)) / (2 * step)
-    return g
+# d loss / d x by central differences in float64
+central_differences = functools.partial(problems.central_differences, step=FD_STEP)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,9 +19,11 @@ import functools
 import warnings
 
 import numpy as np
+import problems
 import pytest
 import scipy.linalg
 import torch
+from problems import rel_err
 from scipy.integrate import solve_ivp
 
 import pysciml as ps
@@ -45,20 +47,8 @@ SOLVERS = {"Tsit5": ps.Tsit5(), "Rodas5P": ps.Rodas5P(), "KenCarp4": ps.KenCarp4
            "QNDF": ps.QNDF()}
 
 
-def rel_err(a, b) -> float:
-    a = np.asarray(torch.as_tensor(a).detach().cpu(), dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
-
-
-def central_differences(loss, x0, step=FD_STEP) -> np.ndarray:
-    x0 = np.asarray(x0, dtype=np.float64)
-    g = np.zeros_like(x0)
-    for i in range(x0.size):
-        e = np.zeros_like(x0)
-        e.flat[i] = step
-        g.flat[i] = (loss(x0 + e) - loss(x0 - e)) / (2 * step)
-    return g
+# d loss / d x by central differences in float64
+central_differences = functools.partial(problems.central_differences, step=FD_STEP)
 
 
 def radau(fun, u0, t1, ts) -> np.ndarray:

@@ -55,7 +55,7 @@ from pysciml.hybrid import (
     forecast,
 )
 from pysciml.physics import DampedPendulum
-from pysciml.train import Trainer
+from pysciml.train import Trainer, atomic_savefig
 
 OMEGA0, ALPHA = 2 * math.pi / 12, 0.2
 PAPER_SETTING = ("paper (Yin et al. 2021): T0 = 12 (omega0 = 0.5236), alpha = 0.2, 25 train / 25 "
@@ -202,9 +202,7 @@ def plot(path, t, test, predictions, rows):
     axes[2].set(xlabel="test forecast MSE over 20 s", title="forecast error")
     axes[2].invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ from pysciml.hybrid import (
     forecast,
 )
 from pysciml.physics import FitzHughNagumo2D
-from pysciml.train import Trainer
+from pysciml.train import Trainer, atomic_savefig
 
 TRUE = {"a": 1e-3, "b": 5e-3, "k": 5e-3}
 PAPER_SETTING = ("paper (Yin et al. 2021): 32x32 grid on [-1, 1]^2, a = 1e-3, b = 5e-3, "
@@ -245,9 +245,7 @@ def plot(path, truth, predictions, rows):
         ax.set_yticks([])
     fig.suptitle("u at t = 2 s from a test initial state", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path)
 
 
 if __name__ == "__main__":

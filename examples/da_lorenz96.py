@@ -36,7 +36,7 @@ import torch
 import pysciml as ps
 from pysciml import da
 from pysciml.physics import Lorenz96
-from pysciml.train import atomic_write, atomic_write_text
+from pysciml.train import atomic_savefig, atomic_write_text
 
 
 def make_windows(model, n_windows, times, generator, spin_up=5.0):
@@ -215,8 +215,7 @@ def main(argv=None) -> int:
     axes[1].set_title("learned 4DVar training (observations only)")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    atomic_write(os.path.join(out, "da_lorenz96.png"),
-                 lambda f: fig.savefig(f, format="png", dpi=120))
+    atomic_savefig(fig, os.path.join(out, "da_lorenz96.png"), dpi=120)
     print(f"wrote {out}/da_lorenz96.md, .json, .png")
     return 0
 

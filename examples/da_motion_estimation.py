@@ -35,7 +35,7 @@ import pysciml as ps
 from pysciml import da
 from pysciml.physics import AdvectionDiffusion2D
 from pysciml.physics.base import smooth_random_field
-from pysciml.train import atomic_write, atomic_write_text
+from pysciml.train import atomic_savefig, atomic_write_text
 
 
 def true_velocity(model, amplitude):
@@ -181,8 +181,7 @@ def main(argv=None) -> int:
         ax.set_title(title)
         ax.set_aspect("equal")
     fig.tight_layout()
-    atomic_write(os.path.join(out, "da_motion_estimation.png"),
-                 lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_savefig(fig, os.path.join(out, "da_motion_estimation.png"))
     print(f"wrote {out}/da_motion_estimation.md, .json, .png")
     return 0
 

@@ -40,7 +40,7 @@ import torch
 
 import pysciml as ps
 from pysciml.sensealg import GaussAdjoint
-from pysciml.train import atomic_write
+from pysciml.train import atomic_savefig
 
 TRUE_K = (0.04, 3e7, 1e4)
 START_K = (0.025, 5e7, 1.4e4)
@@ -103,8 +103,7 @@ def _save_figure(path: Path, ts, data, fitted_ts, fitted, true_curve) -> None:
     axes[0].legend()
     fig.suptitle("Robertson: rate constants fitted through Rodas5P + GaussAdjoint")
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    atomic_savefig(fig, path)
 
 
 def main(argv=None) -> int:

@@ -48,7 +48,7 @@ from pysciml.hybrid import (
     lotka_volterra_ude,
 )
 from pysciml.physics import LotkaVolterra
-from pysciml.train import Trainer
+from pysciml.train import Trainer, atomic_savefig
 
 TRUE = {"alpha": 1.3, "beta": 0.9, "gamma": 1.8, "delta": 0.8}
 
@@ -203,9 +203,7 @@ def plot(path, train, test, t_test, states, exact, curves, axes, rows):
     ax[2].set(xlabel="x (prey)", ylabel="y (predator)", title="|U - true| / mean |true| on a grid")
     fig.colorbar(im, ax=ax[2])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path)
 
 
 if __name__ == "__main__":

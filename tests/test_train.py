@@ -24,6 +24,7 @@ from pysciml.train import (
     EpochBatchSampler,
     ProgressBar,
     Trainer,
+    atomic_savefig,
     atomic_write,
     capture_rng_state,
     load_checkpoint,
@@ -132,6 +133,23 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(path, broken)
     assert torch.equal(load_checkpoint(path)["a"], torch.arange(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary left
+
+
+def test_atomic_savefig_writes_a_png_and_closes_the_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = atomic_savefig(fig, tmp_path / "sub" / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["plot.png"]  # no temporary left
+    assert not plt.fignum_exists(fig.number)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() would create it
 
 
 def test_rng_states_round_trip():

@@ -6,7 +6,13 @@ resume and data-parallel training across processes (``torchrun``).
 ...                  val_data=val_set, epochs=100, out_dir="runs/a", resume="auto").fit()
 """
 
-from .checkpoint import atomic_write, atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    atomic_savefig,
+    atomic_write,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .distributed import DistributedContext, init_from_environment
 from .early_stopping import EarlyStopping
 from .metrics import MetricsLog, ProgressBar
@@ -19,6 +25,6 @@ __all__ = [
     "Trainer", "TrainResult", "AbstractObjective", "EarlyStopping", "EpochBatchSampler",
     "MetricsLog", "ProgressBar", "DistributedContext", "init_from_environment",
     "seed_everything", "capture_rng_state", "restore_rng_state",
-    "atomic_write", "atomic_write_text", "save_checkpoint", "load_checkpoint",
+    "atomic_write", "atomic_write_text", "atomic_savefig", "save_checkpoint", "load_checkpoint",
     "CHECKPOINT_NAME", "BEST_NAME",
 ]

@@ -16,7 +16,8 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "atomic_write_text"]
+__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "atomic_write_text",
+           "atomic_savefig"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -25,6 +26,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file private (0600): give it the mode a plain open() would
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -47,9 +51,29 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def _file_mode(path: Path) -> int:
+    """The replaced file's permissions, or those of a new file under the process umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a text file (UTF-8) atomically."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure to ``path`` as PNG atomically, then close it."""
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:

@@ -93,6 +93,12 @@ def _iteration(ctx: LoopContext, st: LoopState, us: torch.Tensor) -> LoopState:
     return new
 
 
+def _describe(error: BaseException) -> str:
+    """An exception's type and the first line of its message, for a one-line warning."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def _running(st: LoopState) -> bool:
     return bool((st.status == 0).any())
 
@@ -152,9 +158,8 @@ def run_captured(ctx: LoopContext, st: LoopState, us: torch.Tensor, *, warmup: i
                     dst.copy_(src)
             running_any = (static.status == 0).any()
     except RuntimeError as error:  # e.g. a right-hand side that synchronises with the host
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else type(error).__name__
-        warnings.warn(f"loop='cuda_graph': the iteration could not be captured ({first_line}); "
+        warnings.warn(f"loop='cuda_graph': the iteration could not be captured "
+                      f"({_describe(error)}); "
                       "the loop runs eagerly", RuntimeWarning, stacklevel=3)
         return st
 
@@ -220,8 +225,7 @@ def run_compiled(ctx: LoopContext, st: LoopState, us: torch.Tensor, *,
                     st = compiled(ctx, st, us)
                 break
             except Exception as error:  # no C++ compiler, an unsupported operation, ...
-                text = str(error).strip()
-                failure = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+                failure = _describe(error)
         else:
             warnings.warn(f"loop='compile': the iteration could not be compiled ({failure}); "
                           "the loop runs eagerly", RuntimeWarning, stacklevel=3)

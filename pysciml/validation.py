@@ -78,7 +78,7 @@ def _as_time(value: Any, name: str, dtype, device) -> torch.Tensor:
         out = torch.tensor(float(value), dtype=dtype, device=device)
     else:
         raise TypeError(f"{name}: expected a number or a 0-d tensor, got {type(value).__name__}")
-    if not math.isfinite(float(out)):
+    if not math.isfinite(float(out.detach())):
         raise ValueError(f"{name}: expected a finite time, got {float(out)}")
     return out
 

@@ -488,6 +488,34 @@ def test_gradient_with_respect_to_only_some_inputs():
     assert u0.grad is None
 
 
+@pytest.mark.parametrize("sensealg", SENSEALGS[1:], ids=SENSE_IDS[1:])
+def test_time_gradients_cost_calls_only_when_asked_for(sensealg):
+    """dL/dt0 and dL/ds_k cost one call of f per time: a backward pass with no time requiring
+    grad makes exactly len(ts) + 1 fewer calls, and gives the same parameter gradient."""
+    calls = []
+
+    def counted(t, u, p):
+        calls.append(1)
+        return lotka_volterra(t, u, p)
+
+    grads, backward_calls = [], []
+    for timed in (False, True):
+        u0, p = lv_leaves()
+        t0 = torch.tensor(0.0, dtype=F64, requires_grad=timed)
+        ts = torch.tensor(LV_TS, dtype=F64, requires_grad=timed)
+        sol = ps.solve(ps.ODEProblem(counted, u0, (t0, 2.0), p), ps.Tsit5(), saveat=ts,
+                       rtol=RTOL, atol=ATOL, sensealg=sensealg)
+        loss = (sol.u * torch.tensor(LV_W)).sum()
+        calls.clear()
+        inputs = (u0, p, t0, ts) if timed else (u0, p)
+        grads.append(torch.autograd.grad(loss, inputs))
+        backward_calls.append(len(calls))
+    assert backward_calls[1] - backward_calls[0] == len(LV_TS) + 1
+    for without, with_times in zip(grads[0], grads[1][:2]):
+        torch.testing.assert_close(without, with_times, rtol=1e-12, atol=1e-12)
+    assert rel_err(torch.cat(grads[0]), lv_fd_saveat()) < GRAD_TOL
+
+
 def test_fixed_step_method_gradients():
     """RK4 with dt = 0.02: DirectBackprop gives the gradient of the discrete solution, and the
     adjoints (with the same fixed step) agree with the FD reference to the method's accuracy."""

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .stepper import RHS, AbstractTableauStepper, StepResult
+from .stepper import RHS, AbstractTableauStepper, StageWeightInterpolation, StepResult
 from .tableau import ButcherTableau, combine
 
 __all__ = ["ExplicitRungeKutta"]
 
 
 @dataclass(frozen=True)
-class ExplicitRungeKutta(AbstractTableauStepper):
+class ExplicitRungeKutta(StageWeightInterpolation, AbstractTableauStepper):
     """The step of an explicit Runge–Kutta method given by ``tableau``.
 
     The cache is the derivative at the current point when the method is FSAL (first same as
@@ -76,12 +76,3 @@ class ExplicitRungeKutta(AbstractTableauStepper):
             increment = (tab.extra_a[j, : s + j] @ flat[: s + j]).view(B, N)
             stages[s + j] = f(t + tab.extra_c[j] * h, torch.addcmul(u, h[:, None], increment))
         return stages
-
-    def interpolate(self, u, h, stages, theta):
-        r""":math:`u + h \sum_i b_i(\theta) k_i` with the tableau's polynomial weights;
-        ``stages`` of shape ``(s, B, N)``, ``theta`` of shape ``(*M, B)``."""
-        tab = self.tableau.tensors(u.dtype, u.device)
-        degree = tab.interp.shape[1]
-        powers = theta[..., None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
-        weights = powers @ tab.interp.T  # (*M, B, s_all)
-        return torch.addcmul(u, h[:, None], torch.einsum("sbn,...bs->...bn", stages, weights))

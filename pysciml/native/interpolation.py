@@ -3,10 +3,13 @@
 Each step stores its start ``t`` and size ``h`` (shape ``(B,)``, ``h = 0`` for a member that did
 not advance in that iteration of the loop), the state at its start and the stages its family's
 interpolant needs. A query time is located per member by binary search over the step end times,
-then the family's interpolant (``AbstractStepper.interpolate``) evaluates it.
+then the family's interpolant (``AbstractStepper.interpolate``, or its coefficients in
+:math:`\theta`) evaluates it.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -15,8 +18,40 @@ from .stepper import AbstractStepper
 __all__ = ["DenseHistory"]
 
 
+class _Pieces(NamedTuple):
+    """Every member's steps, flattened to ``B * M`` pieces (member-major)."""
+
+    t: torch.Tensor  # (B*M,) the steps' starts, sizes and 1 / size (1 where the size is 0)
+    h: torch.Tensor
+    inv_h: torch.Tensor
+    u: torch.Tensor  # (B*M, N)
+    stages: torch.Tensor  # (B*M, s, N)
+    coefficients: torch.Tensor | None  # (B*M, d + 1, N), see interpolation_coefficients
+    exponents: torch.Tensor | None  # (d + 1,)
+
+    def at(self, index: torch.Tensor) -> _Pieces:
+        """The pieces at ``index`` (a 1-d tensor)."""
+        return _Pieces(self.t[index], self.h[index], self.inv_h[index], self.u[index],
+                       self.stages[index],
+                       None if self.coefficients is None else self.coefficients[index],
+                       self.exponents)
+
+    def value(self, stepper: AbstractStepper, tq: torch.Tensor) -> torch.Tensor:
+        """The interpolant of piece ``i`` at time ``tq[i]``: ``(len, N)``."""
+        # a member that did not move in its step has h = 0: its interpolant is u whatever theta
+        theta = (tq - self.t) * self.inv_h
+        if self.coefficients is None:
+            return stepper.interpolate(self.u, self.h, self.stages.transpose(0, 1), theta)
+        return torch.einsum("qj,qjn->qn", theta[:, None] ** self.exponents, self.coefficients)
+
+
 class DenseHistory:
-    """The record of accepted steps; callable on a 1-d tensor of times → ``(Q, B, N)``."""
+    """The record of accepted steps; callable on a 1-d tensor of times → ``(Q, B, N)``.
+
+    Where the family gives its interpolant as a polynomial in :math:`\theta`
+    (:meth:`~pysciml.native.stepper.AbstractStepper.interpolation_coefficients`), the
+    coefficients of every step are computed once, at the first query, and a query costs a
+    search and one small product."""
 
     def __init__(self, stepper: AbstractStepper, direction: float,
                  unflatten=lambda y: y):
@@ -24,16 +59,16 @@ class DenseHistory:
         self.direction = direction
         self.unflatten = unflatten
         self._steps: list[tuple[torch.Tensor, ...]] = []
-        self._stacked: tuple[torch.Tensor, ...] | None = None
+        self._pieces: _Pieces | None = None
         self._search_cache: tuple[torch.Tensor, ...] | None = None
-        self._last: tuple[torch.Tensor, ...] | None = None
+        self._last: tuple[float, float, _Pieces] | None = None
         self.t_start: torch.Tensor | None = None
         self.t_end: torch.Tensor | None = None
 
     def append(self, t: torch.Tensor, h: torch.Tensor, u: torch.Tensor,
                stages: torch.Tensor) -> None:
         self._steps.append((t, h, u, stages))
-        self._stacked = None
+        self._pieces = None
         self._search_cache = None
         self._last = None
 
@@ -48,24 +83,42 @@ class DenseHistory:
     def num_steps(self) -> int:
         return len(self._steps)
 
-    def _stack(self) -> tuple[torch.Tensor, ...]:
-        if self._stacked is None:
+    def member_steps(self, member: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The starts and sizes ``(M,)`` of one member's steps (``h = 0``: it did not move)."""
+        M = len(self._steps)
+        pieces = self._stack()
+        rows = slice(member * M, (member + 1) * M)
+        return pieces.t[rows], pieces.h[rows]
+
+    def _stack(self) -> _Pieces:
+        if self._pieces is None:
             t, h, u = (torch.stack(x, 1) for x in list(zip(*self._steps))[:3])
             stages = torch.stack([k.permute(1, 0, 2) for _, _, _, k in self._steps], 1)
-            self._stacked = (t, h, u, stages)  # (B, M), (B, M), (B, M, N), (B, M, s, N)
-        return self._stacked
+            B, M, N = u.shape  # t, h (B, M); stages (B, M, s, N)
+            t, h, u = t.reshape(-1), h.reshape(-1), u.reshape(B * M, N)
+            stages = stages.reshape(B * M, -1, N)
+            coefficients = self.stepper.interpolation_coefficients(u, h, stages.transpose(0, 1))
+            exponents = None
+            if coefficients is not None:
+                exponents = torch.arange(coefficients.shape[1], dtype=u.dtype, device=u.device)
+            inv_h = 1 / torch.where(h != 0, h, 1)
+            self._pieces = _Pieces(t, h, inv_h, u, stages, coefficients, exponents)
+        return self._pieces
 
-    def _search(self) -> tuple[torch.Tensor, ...]:
-        """What every query needs, computed once: directed step ends (B, M) and the directed
-        bounds (B, 1) of each member's span (beyond them: NaN)."""
+    def _search(self, B: int, M: int) -> tuple[torch.Tensor, ...]:
+        """What every query needs, computed once: directed step ends (B, M), the directed
+        bounds (B, 1) of each member's span (beyond them: NaN) and each member's first piece
+        (B, 1)."""
         if self._search_cache is None:
-            t, h, _, _ = self._stack()
+            pieces = self._stack()
+            t, h = pieces.t.reshape(B, M), pieces.h.reshape(B, M)
             d = self.direction
             tol = 64 * torch.finfo(t.dtype).eps * torch.maximum(
                 self.t_start.abs(), self.t_end.abs()).clamp_min(1.0)
-            lo = (d * self.t_start - tol).expand(t.shape[0])[:, None]
+            lo = (d * self.t_start - tol).expand(B)[:, None]
             hi = (d * self.t_end + tol)[:, None]
-            self._search_cache = ((d * (t + h)).contiguous(), lo, hi)
+            first = M * torch.arange(B, device=t.device)[:, None]
+            self._search_cache = ((d * (t + h)).contiguous(), lo, hi, first)
         return self._search_cache
 
     def evaluate(self, tq: torch.Tensor) -> torch.Tensor:
@@ -75,32 +128,26 @@ class DenseHistory:
         """
         if not self._steps:
             raise ValueError("the integration took no steps; there is nothing to interpolate")
-        t, h, u, stages = self._stack()
-        B, M = t.shape
-        N, s, Q = u.shape[-1], stages.shape[2], tq.shape[0]
+        B, M, Q = self._steps[0][0].shape[0], len(self._steps), tq.shape[0]
+        pieces = self._stack()
+        tq = tq.to(pieces.t.dtype)
         if Q == 1 and self._last is not None:
             # a backward (adjoint) solve asks for one time at a time, mostly in the step it
-            # asked for last: reuse that step's data (one host read instead of a search)
-            start, end, t_i, h_i, u_i, k_i = self._last
-            q1 = self.direction * tq.to(t.dtype)
-            if bool(((q1 >= start) & (q1 <= end)).all()):
-                theta = (tq.to(t.dtype) - t_i) / torch.where(h_i != 0, h_i, 1)
-                return self.stepper.interpolate(u_i, h_i, k_i.transpose(0, 1), theta)[None]
-        ends, lo, hi = self._search()
-        q = (self.direction * tq).to(t.dtype).expand(B, Q).contiguous()  # (B, Q)
+            # asked for last: reuse that step (one host read of the time instead of a search)
+            lo_d, hi_d, last = self._last
+            if lo_d <= self.direction * float(tq.detach()) <= hi_d:
+                return last.value(self.stepper, tq.expand(B))[None]
+        ends, lo, hi, first = self._search(B, M)
+        q = (self.direction * tq).expand(B, Q).contiguous()  # (B, Q)
         idx = torch.searchsorted(ends, q).clamp_max(M - 1)  # (B, Q)
-        flat_idx = (idx + M * torch.arange(B, device=idx.device)[:, None]).reshape(-1)
-        t_i = t.reshape(-1)[flat_idx]
-        h_i = h.reshape(-1)[flat_idx]
-        u_i = u.reshape(B * M, N)[flat_idx]
-        k_i = stages.reshape(B * M, s, N)[flat_idx]
-        # a member that did not move in that step has h = 0: its interpolant is u whatever theta
-        theta = (tq.expand(B, Q).reshape(-1) - t_i) / torch.where(h_i != 0, h_i, 1)
-        values = self.stepper.interpolate(u_i, h_i, k_i.transpose(0, 1), theta).reshape(B, Q, N)
-        inside = (q >= lo) & (q <= hi)
+        at = pieces.at((idx + first).reshape(-1))
+        values = at.value(self.stepper, tq.expand(B, Q).reshape(-1)).reshape(B, Q, -1)
         if Q == 1:
-            start = self.direction * t_i
-            self._last = (start, start + self.direction * h_i, t_i, h_i, u_i, k_i)
+            start = self.direction * at.t
+            bounds = torch.stack([start.max(), (start + self.direction * at.h).min()])
+            lo_d, hi_d = (float(x) for x in bounds)
+            self._last = (lo_d, hi_d, at)
+        inside = (q >= lo) & (q <= hi)
         values = torch.where(inside[..., None], values, float("nan"))
         return values.transpose(0, 1)
 

@@ -39,7 +39,7 @@ from .jacobian import jacobian_and_time_derivative
 from .linsolve import LUFactors, krylov_solve, lu_factor, lu_solve, w_matrix
 from .newton import newton_solve
 from .sdirk_tableaus import SDIRKTableau
-from .stepper import AbstractTableauStepper, CountedRHS, StepResult
+from .stepper import AbstractTableauStepper, CountedRHS, StageWeightInterpolation, StepResult
 
 __all__ = ["SDIRK", "SDIRKCache"]
 
@@ -76,7 +76,7 @@ def _jacobian(f: CountedRHS, t, u) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class SDIRK(AbstractTableauStepper):
+class SDIRK(StageWeightInterpolation, AbstractTableauStepper):
     r"""The step of an ESDIRK method (or an additive ESDIRK/ERK pair in IMEX mode).
 
     Args:
@@ -200,12 +200,3 @@ class SDIRK(AbstractTableauStepper):
 
     def merge(self, cache, new, accept):
         return new  # the Jacobian and factorisation are the batch's, whoever accepted
-
-    def interpolate(self, u, h, stages, theta):
-        r""":math:`u + h \sum_i b_i(\theta) k_i` with the method's polynomial (or Hermite)
-        weights."""
-        tab = self.tableau.tensors(u.dtype, u.device)
-        degree = tab.interp.shape[1]
-        powers = theta[..., None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
-        weights = powers @ tab.interp.T  # (*M, B, s)
-        return torch.addcmul(u, h[:, None], torch.einsum("sbn,...bs->...bn", stages, weights))

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 
 __all__ = ["AbstractStepper", "AbstractTableauStepper", "WrappingStepper", "StepResult", "RHS",
-           "CountedRHS"]
+           "StageWeightInterpolation", "CountedRHS"]
 
 RHS = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """The flattened right-hand side ``f(t: (B,), u: (B, N)) -> (B, N)`` the loop works with."""
@@ -140,6 +140,39 @@ class AbstractStepper(abc.ABC):
         """The dense output at ``t + theta * h``: ``u`` ``(B, N)``, ``h`` ``(B,)``, ``stages``
         ``(s, B, N)`` from :meth:`dense_stages`, ``theta`` of shape ``(*M, B)`` (several
         fractions per member at once) → ``(*M, B, N)``."""
+
+    def interpolation_coefficients(self, u: torch.Tensor, h: torch.Tensor,
+                                   stages: torch.Tensor) -> torch.Tensor | None:
+        r"""The dense output over one step as a polynomial in :math:`\theta`,
+        :math:`u(t + \theta h) = \sum_{j=0}^{d} C_j \theta^j`: ``C`` of shape ``(B, d + 1, N)``
+        (arguments as in :meth:`interpolate`), so that repeated queries inside the step cost one
+        small product each; ``None`` when the family does not provide it."""
+        return None
+
+
+class StageWeightInterpolation:
+    r"""The dense output of a Runge–Kutta tableau with polynomial weights (its ``interp``
+    rows :math:`B_{ij}`):
+
+    .. math::
+        u(t + \theta h) = u + h \sum_i b_i(\theta) k_i, \qquad
+        b_i(\theta) = \sum_{j=1}^{d} B_{ij} \theta^j
+
+    (Hairer, Nørsett & Wanner I, II.6). Mixed into the explicit and the SDIRK steppers."""
+
+    def interpolate(self, u, h, stages, theta):
+        """``stages`` ``(s, B, N)``, ``theta`` ``(*M, B)`` → ``(*M, B, N)``."""
+        tab = self.tableau.tensors(u.dtype, u.device)
+        degree = tab.interp.shape[1]
+        powers = theta[..., None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
+        weights = powers @ tab.interp.T  # (*M, B, s_all)
+        return torch.addcmul(u, h[:, None], torch.einsum("sbn,...bs->...bn", stages, weights))
+
+    def interpolation_coefficients(self, u, h, stages):
+        r""":math:`C_0 = u`, :math:`C_j = h \sum_i B_{ij} k_i`: ``(B, d + 1, N)``."""
+        tab = self.tableau.tensors(u.dtype, u.device)
+        higher = torch.einsum("sbn,sj->bjn", stages, tab.interp) * h[:, None, None]
+        return torch.cat([u[:, None], higher], 1)
 
 
 class AbstractTableauStepper(AbstractStepper):

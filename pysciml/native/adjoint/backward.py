@@ -141,9 +141,11 @@ def _forward_on_segment(setup, history, ok, all_ok, u0, p_det, t_lo, t_hi, u_lo)
     return history.evaluate
 
 
-def adjoint_backward(setup, u0, t0, ts, us, grad_us) -> dict:
+def adjoint_backward(setup, u0, t0, ts, us, grad_us, *, want_t0: bool = True,
+                     want_ts: bool = True) -> dict:
     """The gradients of every input of the solve from ``grad_us``, the loss's gradient with
-    respect to the saved values ``(S, B, N)``."""
+    respect to the saved values ``(S, B, N)``. The time gradients cost one call of ``f`` per
+    time: ``want_t0``/``want_ts`` false skips them (``None``) when no time requires grad."""
     B, N = setup.B, setup.N
     sensealg = setup.sensealg
     params = setup.params
@@ -201,8 +203,9 @@ def adjoint_backward(setup, u0, t0, ts, us, grad_us) -> dict:
     lam_u0 = lam
     if not all_ok:
         lam_u0 = torch.where(ok[:, None], lam_u0, float("nan"))
-    grad_t0 = -(lam_u0 * eq.f(t0, u0)).sum()
-    grad_ts = torch.stack([(g[k] * eq.f(ts[k], us[k])).sum() for k in range(ts.shape[0])])
+    grad_t0 = -(lam_u0 * eq.f(t0, u0)).sum() if want_t0 else None
+    grad_ts = torch.stack([(g[k] * eq.f(ts[k], us[k])).sum()
+                           for k in range(ts.shape[0])]) if want_ts else None
     grads = params.split(mu) if P else []
     return {"u0": lam_u0, "t0": grad_t0, "ts": grad_ts, "params": grads}
 

@@ -100,6 +100,16 @@ class AdjointEquations:
             wrt_u: bool = True, wrt_p: bool = True) -> tuple[torch.Tensor, ...]:
         r"""``(f, λᵀ∂f/∂u, λᵀ∂f/∂p (flat, length P))`` at ``(t, u)``; parts not asked for are
         ``None``."""
+        fx, flat = self.flat_vjp(t, u, lam, wrt_u=wrt_u, wrt_p=wrt_p)
+        n_u = u.numel() if wrt_u else 0
+        vjp_u = flat[:n_u].reshape(u.shape) if wrt_u else None
+        vjp_p = flat[n_u:] if wrt_p else None
+        return fx, vjp_u, vjp_p
+
+    def flat_vjp(self, t: torch.Tensor, u: torch.Tensor, lam: torch.Tensor, *,
+                 wrt_u: bool = True, wrt_p: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""``(f, [λᵀ∂f/∂u, λᵀ∂f/∂p])`` at ``(t, u)``: the products asked for, flattened and
+        concatenated into one vector (one reverse pass, one concatenation)."""
         self.nvjp += 1
         # an implicit method differentiates this RHS again (its Jacobian): keep the graph then
         outer = torch.is_grad_enabled() and (lam.requires_grad or u.requires_grad
@@ -117,18 +127,10 @@ class AdjointEquations:
             else:
                 grads = torch.autograd.grad(fx, inputs, lam, allow_unused=True,
                                             create_graph=outer)
-        grads = list(grads)
-        vjp_u = None
-        if wrt_u:
-            vjp_u = grads.pop(0)
-            vjp_u = torch.zeros_like(u) if vjp_u is None else vjp_u
-        vjp_p = None
-        if wrt_p:
-            all_params = [*p_tensors, *self.params.module_params]
-            parts = [torch.zeros(x.numel(), dtype=u.dtype, device=u.device) if g is None
-                     else g.reshape(-1).to(u.dtype) for g, x in zip(grads, all_params)]
-            vjp_p = torch.cat(parts) if parts else u.new_zeros(0)
-        return (fx if outer else fx.detach()), vjp_u, vjp_p
+        parts = [torch.zeros(x.numel(), dtype=u.dtype, device=u.device) if g is None
+                 else g.reshape(-1).to(u.dtype) for g, x in zip(grads, inputs)]
+        flat = torch.cat(parts) if parts else u.new_zeros(0)
+        return (fx if outer else fx.detach()), flat
 
     def parameter_vjp_sum(self, times: torch.Tensor, u: torch.Tensor,
                           w: torch.Tensor) -> torch.Tensor:
@@ -207,11 +209,11 @@ class AdjointEquations:
                 u, lam = y[:BN].reshape(B, N), y[BN:2 * BN].reshape(B, N)
             else:
                 u, lam = u_of_t(t), y[:BN].reshape(B, N)
-            fx, vjp_u, vjp_p = self.vjp(t, u, lam, wrt_p=with_mu)
-            parts = ([fx.reshape(-1)] if u_of_t is None else []) + [-vjp_u.reshape(-1)]
-            if with_mu:
-                parts.append(-vjp_p)
-            return torch.cat(parts)[None, :]
+            # the cotangent -λ gives the right-hand side's signs directly
+            fx, flat = self.flat_vjp(t, u, -lam, wrt_p=with_mu)
+            if u_of_t is None:
+                flat = torch.cat([fx.reshape(-1), flat])
+            return flat[None, :]
 
         return rhs
 

@@ -79,8 +79,10 @@ class _AdjointSolve(torch.autograd.Function):
     def backward(ctx, grad_us):
         setup: _Setup = ctx.setup
         u0, t0, ts, us = ctx.saved_tensors
-        grads = adjoint_backward(setup, u0, t0, ts, us, grad_us)
-        n_in = len(ctx.needs_input_grad)
+        needs = ctx.needs_input_grad  # (setup, u0, t0, t1, ts, *params)
+        grads = adjoint_backward(setup, u0, t0, ts, us, grad_us, want_t0=needs[2],
+                                 want_ts=needs[4])
+        n_in = len(needs)
         out = [None, grads["u0"], grads["t0"], None, grads["ts"], *grads["params"]]
         return tuple(out[:n_in])
 

@@ -52,8 +52,7 @@ def gauss_legendre_integral(lam_history: DenseHistory, u_of_times: Callable,
     """``∫ λᵀ ∂f/∂p dt`` over the steps of ``lam_history`` (a backward solve of ``B`` members
     with one shared step); ``u_of_times((Q,)) -> (Q, B, N)``. All nodes of all steps are
     evaluated in stacked calls of ``f``."""
-    t, h, _, _ = lam_history._stack()  # (B, M); the step is shared: member 0's times
-    t, h = t[0], h[0]
+    t, h = lam_history.member_steps(0)  # the step is shared: member 0's times
     taken = h != 0
     t, h = t[taken], h[taken]
     theta, weights = gauss_legendre_nodes(nodes, h)

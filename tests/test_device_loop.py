@@ -182,9 +182,9 @@ def test_compiled_loop_matches_eager_loop_and_scipy():
     torch.testing.assert_close(again.u, compiled.u, rtol=0, atol=0)
     assert compiled.stats.naccept == eager.stats.naccept
     assert compiled.stats.nsteps == eager.stats.nsteps
-    # every iteration past the end is counted (at most check_every - 1 of them)
-    assert eager.stats.nf <= compiled.stats.nf <= eager.stats.nf + 3 * 8 * 4
-    assert compiled.stats.njac >= eager.stats.njac
+    # several iterations per compiled call: the ones past the end are not counted
+    assert (compiled.stats.nf, compiled.stats.njac, compiled.stats.nfactor) == (
+        eager.stats.nf, eager.stats.njac, eager.stats.nfactor)
     assert radau_error(compiled.u, 4, range(4)) < 1e-6
 
 
@@ -231,7 +231,7 @@ def test_captured_loop_equals_eager_loop_on_cuda(name, dtype):
     torch.testing.assert_close(captured.u, eager.u, rtol=tol, atol=tol)
     assert captured.stats.naccept == eager.stats.naccept
     assert captured.stats.nsteps == eager.stats.nsteps
-    # at most `lookahead` replays past the end, each with the iteration's own evaluations
+    # replays past the end are not counted (the bound: a few iterations' evaluations)
     per_step = max(1, (eager.stats.nf - 1) // max(eager.stats.nsteps, 1))
     assert eager.stats.nf <= captured.stats.nf <= eager.stats.nf + 8 * per_step
 

@@ -163,6 +163,7 @@ def run_captured(ctx: LoopContext, st: LoopState, us: torch.Tensor, *, warmup: i
                       "the loop runs eagerly", RuntimeWarning, stacklevel=3)
         return st
 
+    before = static.n_steps.max()
     flags = torch.ones(lookahead, dtype=torch.bool, pin_memory=True)
     events = [torch.cuda.Event() for _ in range(lookahead)]
     pending: deque[int] = deque()
@@ -179,7 +180,8 @@ def run_captured(ctx: LoopContext, st: LoopState, us: torch.Tensor, *, warmup: i
                 events[oldest].synchronize()
                 if not bool(flags[oldest]):
                     break
-    torch.cuda.current_stream(device).synchronize()
+        torch.cuda.current_stream(device).synchronize()
+        _count_iterations(uncounted, before, static)
     return static
 
 
@@ -191,23 +193,42 @@ def _as_tensor(x, like: torch.Tensor) -> torch.Tensor:
                                                                 device=like.device)
 
 
+def _iterations(ctx: LoopContext, st: LoopState, us: torch.Tensor, count: int) -> LoopState:
+    """``count`` iterations in a row (members that have finished take steps of size 0)."""
+    for _ in range(count):
+        st = _iteration(ctx, st, us)
+    return st
+
+
 def _compiler(device_type: str, cpp_wrapper: bool):
-    """The compiled iteration for a device type (one per process, reused by every solve)."""
+    """The compiled iterations for a device type (one per process, reused by every solve;
+    ``torch.compile`` keeps one compilation per distinct ``count``)."""
     key = (device_type, cpp_wrapper)
     if key not in _compiled_iterations:
         options = {"cpp_wrapper": True} if cpp_wrapper else None
-        _compiled_iterations[key] = torch.compile(_iteration, dynamic=False, options=options)
+        _compiled_iterations[key] = torch.compile(_iterations, dynamic=False, options=options)
     return _compiled_iterations[key]
 
 
+def _count_iterations(uncounted: _Uncounted, before: torch.Tensor, st: LoopState) -> None:
+    """The iterations in which some member ran: the longest-running member's steps (every
+    member runs from the start until it finishes), not the calls, which may overshoot."""
+    uncounted.iterations = int(st.n_steps.max() - before)
+
+
 def run_compiled(ctx: LoopContext, st: LoopState, us: torch.Tensor, *,
-                 check_every: int = 4) -> LoopState:
+                 per_call: int | None = None) -> LoopState:
     """Advance ``st`` with iterations compiled by ``torch.compile`` until no member runs, with
     saves written into ``us``; returns early (eagerly resumable) if compilation fails.
 
-    On the CPU the generated code that calls the kernels is C++ too (``cpp_wrapper``): the
-    Python one costs more than the arithmetic of a small system's step (on ROBER, 15 ms per
-    solve against 21–28 ms); where that build fails, the Python wrapper is used."""
+    One compiled call runs ``per_call`` iterations in a row (default: 4 on the CPU, 1 on a
+    GPU): the call's fixed cost (entering the generated code and its buffers, about 45 µs on
+    the CPU) is shared by them, for a compilation that takes about ``per_call`` times longer
+    (Rodas5P on ROBER, one thread: 106 µs per step with 1 iteration per call, 83 with 2, 72
+    with 4; compilation 28 s, 46 s, 100 s without the on-disk cache). On the CPU the
+    generated code that calls the kernels is C++ too (``cpp_wrapper``): the Python one costs
+    more than the arithmetic of a small system's step (on ROBER, 15 ms per solve against
+    21–28 ms); where that build fails, the Python wrapper is used."""
     # numbers would be compiled in as constants (a recompilation for every new tolerance)
     like = st.u
     ctx = dataclasses.replace(ctx, rtol=_as_tensor(ctx.rtol, like), atol=_as_tensor(ctx.atol, like))
@@ -216,13 +237,16 @@ def run_compiled(ctx: LoopContext, st: LoopState, us: torch.Tensor, *,
         if not _running(st):
             return st
     device_type = like.device.type
+    if per_call is None:
+        per_call = 4 if device_type == "cpu" else 1
+    before = st.n_steps.max()
     with _Uncounted(ctx.fc, per_iteration) as uncounted:
         for cpp_wrapper in ([True, False] if device_type == "cpu" else [False]):
             compiled = _compiler(device_type, cpp_wrapper)
             try:
                 with warnings.catch_warnings():  # the compiler's remarks on the code it traces
                     warnings.simplefilter("ignore", UserWarning)
-                    st = compiled(ctx, st, us)
+                    st = compiled(ctx, st, us, per_call)
                 break
             except Exception as error:  # no C++ compiler, an unsupported operation, ...
                 failure = _describe(error)
@@ -230,14 +254,10 @@ def run_compiled(ctx: LoopContext, st: LoopState, us: torch.Tensor, *,
             warnings.warn(f"loop='compile': the iteration could not be compiled ({failure}); "
                           "the loop runs eagerly", RuntimeWarning, stacklevel=3)
             return st
-        uncounted.iterations += 1
         # the first call checked every guard; the same context and shapes follow, so only the
         # guards that tell cached compilations apart are evaluated (~100 µs less per call)
         with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
-            while True:
-                for _ in range(check_every):
-                    st = compiled(ctx, st, us)
-                uncounted.iterations += check_every
-                if not _running(st):
-                    break
+            while _running(st):
+                st = compiled(ctx, st, us, per_call)
+        _count_iterations(uncounted, before, st)
     return st

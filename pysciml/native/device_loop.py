@@ -205,7 +205,9 @@ def _compiler(device_type: str, cpp_wrapper: bool):
     ``torch.compile`` keeps one compilation per distinct ``count``)."""
     key = (device_type, cpp_wrapper)
     if key not in _compiled_iterations:
-        options = {"cpp_wrapper": True} if cpp_wrapper else None
+        # memory_planning: the generated C++ takes its intermediate buffers from one pool
+        # instead of ~60 allocations per call (ROBER, Rodas5P: 69 -> 64 µs per step)
+        options = {"cpp_wrapper": True, "memory_planning": True} if cpp_wrapper else None
         _compiled_iterations[key] = torch.compile(_iterations, dynamic=False, options=options)
     return _compiled_iterations[key]
 

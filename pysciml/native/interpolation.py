@@ -24,17 +24,20 @@ class _Pieces(NamedTuple):
     t: torch.Tensor  # (B*M,) the steps' starts, sizes and 1 / size (1 where the size is 0)
     h: torch.Tensor
     inv_h: torch.Tensor
-    u: torch.Tensor  # (B*M, N)
-    stages: torch.Tensor  # (B*M, s, N)
-    coefficients: torch.Tensor | None  # (B*M, d + 1, N), see interpolation_coefficients
+    # the interpolant: its coefficients in theta (B*M, d + 1, N) where the family gives them
+    # (see interpolation_coefficients), else the states (B*M, N) and stages (B*M, s, N)
+    u: torch.Tensor | None
+    stages: torch.Tensor | None
+    coefficients: torch.Tensor | None
     exponents: torch.Tensor | None  # (d + 1,)
 
     def at(self, index: torch.Tensor) -> _Pieces:
         """The pieces at ``index`` (a 1-d tensor)."""
-        return _Pieces(self.t[index], self.h[index], self.inv_h[index], self.u[index],
-                       self.stages[index],
-                       None if self.coefficients is None else self.coefficients[index],
-                       self.exponents)
+        def take(x):
+            return None if x is None else x[index]
+
+        return _Pieces(self.t[index], self.h[index], self.inv_h[index], take(self.u),
+                       take(self.stages), take(self.coefficients), self.exponents)
 
     def value(self, stepper: AbstractStepper, tq: torch.Tensor) -> torch.Tensor:
         """The interpolant of piece ``i`` at time ``tq[i]``: ``(len, N)``."""
@@ -101,6 +104,7 @@ class DenseHistory:
             exponents = None
             if coefficients is not None:
                 exponents = torch.arange(coefficients.shape[1], dtype=u.dtype, device=u.device)
+                u = stages = None  # the coefficients replace them
             inv_h = 1 / torch.where(h != 0, h, 1)
             self._pieces = _Pieces(t, h, inv_h, u, stages, coefficients, exponents)
         return self._pieces

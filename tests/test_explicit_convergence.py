@@ -80,13 +80,20 @@ def solve_fixed(alg, problem: Problem, t1: float, n: int, ts: torch.Tensor, dens
     return res.us[:, 0].numpy(), dense_fn
 
 
+# the explicit step has two forms of the same sums: term by term while autograd records it,
+# matrix products over a stage buffer without autograd (see pysciml.native.explicit)
+STEP_FORMS = pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "no_grad"])
+
+
+@STEP_FORMS
 @pytest.mark.parametrize("alg", ALGS, ids=IDS)
-def test_order_of_the_solution_A3(alg):
+def test_order_of_the_solution_A3(alg, recorded):
     """Global error at 8 times in (0, 10] on DETEST A3 (y' = y cos t): slope = order ± 0.25."""
     ts = torch.linspace(0, T_A3, 9)[1:]
     ref = A3.reference(ts.numpy())
     ns = STEPS_A3[alg.tableau.order]
-    errs = [np.abs(solve_fixed(alg, A3, T_A3, n, ts)[0] - ref).max() for n in ns]
+    with torch.set_grad_enabled(recorded):
+        errs = [np.abs(solve_fixed(alg, A3, T_A3, n, ts)[0] - ref).max() for n in ns]
     hs = [T_A3 / n for n in ns]
     assert min(errs) > 1e-13, "round-off would flatten the slope: use larger steps"
     assert all(e1 < e0 for e0, e1 in zip(errs, errs[1:], strict=False)), errs
@@ -170,8 +177,9 @@ def test_order_of_the_interpolant_local(alg):
     assert slope(hs, errs) >= q + 1 - SLOPE_TOL, errs
 
 
+@STEP_FORMS
 @pytest.mark.parametrize("alg", ADAPTIVE, ids=[a.name for a in ADAPTIVE])
-def test_order_of_the_error_estimate(alg):
+def test_order_of_the_error_estimate(alg, recorded):
     """The embedded error estimate of one step from the exact value is O(h^(q+1)) for the
     embedded order q, and it estimates the true local error of the embedded method: the true
     error of the step itself is O(h^(p+1)), much smaller."""
@@ -181,7 +189,8 @@ def test_order_of_the_error_estimate(alg):
           "Vern7": [0.8, 0.4, 0.3, 0.2]}[alg.name]
     est, true = [], []
     for h in hs:
-        result = one_step(stepper, A3, t0, h)
+        with torch.set_grad_enabled(recorded):
+            result = one_step(stepper, A3, t0, h)
         est.append(float(result.err.abs().max()))
         true.append(np.abs(result.u_new.numpy() - A3.reference([t0 + h])).max())
     q = alg.tableau.error_order

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ButcherTableau", "TableauTensors", "combine"]
+__all__ = ["ButcherTableau", "TableauTensors", "combine", "weighted_sum"]
 
 _TOL = 1e-12
 
@@ -168,3 +168,18 @@ def combine(weights: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
                        if stacked.shape[0] else torch.zeros_like(stacked[0]) for row in rows])
     return out[0] if weights.ndim == 1 else out
 
+
+
+def weighted_sum(coefficients: tuple[float, ...], terms: list[torch.Tensor]) -> torch.Tensor:
+    r""":math:`\sum_j c_j k_j` written out term by term, with the coefficients as Python numbers
+    (``add(k, alpha=c)``) and the zero ones skipped: the form for a step that autograd records
+    or ``torch.compile`` traces. Autograd then differentiates each term by one scaling, where the
+    matrix product over a stage buffer (:func:`combine`) costs a transposed product, a
+    zero-filled slice gradient and the buffer's copy-back per stage; the compiler folds the
+    numbers into one fused kernel."""
+    total = None
+    for c, k in zip(coefficients, terms):
+        if c == 0:
+            continue
+        total = k * c if total is None else total.add(k, alpha=c)
+    return total if total is not None else torch.zeros_like(terms[0])

@@ -340,7 +340,9 @@ def test_shallow_water_semidiscrete_invariants(linear, boundary):
         assert float(du[:, 1, 0, :].abs().max()) == 0 and float(du[:, 2, :, 0].abs().max()) == 0
     # without the scheme's care (e.g. no Coriolis averaging adjoint) the rate would not vanish:
     # the energy changes under a perturbation that is not a tendency
-    assert float((gE * torch.randn_like(du)).sum().abs()) > 1e-3
+    # (a seeded direction: the global generator's state depends on the tests run before)
+    direction = torch.randn(du.shape, generator=torch.Generator().manual_seed(1))
+    assert float((gE * direction).sum().abs()) > 1e-2 * float(gE.norm())
 
 
 @pytest.mark.parametrize("boundary", ["periodic", "closed"])
@@ -480,11 +482,14 @@ def test_burgers_closed_is_the_odd_extension(scheme):
     torch.testing.assert_close(closed(torch.zeros(2), u),
                                periodic(torch.zeros(2), extended)[..., :n], rtol=1e-12,
                                atol=1e-12)
-    a = ps.solve(closed.ode_problem(u, (0.0, 0.5)), ps.Tsit5(), saveat=[0.5], rtol=1e-9,
-                 atol=1e-11)
-    b = ps.solve(periodic.ode_problem(extended, (0.0, 0.5)), ps.Tsit5(), saveat=[0.5],
-                 rtol=1e-9, atol=1e-11)
-    assert float((a.u - b.u[..., :n]).abs().max()) < 1e-8
+    # fixed steps: both solves take the same steps, so they agree to rounding (adaptive solves
+    # of the two sizes round their error norms differently, take different steps, and differ
+    # by the tolerance: ~1e-8 at rtol 1e-9, with 1/3 of the steps rejected on this flow)
+    a = ps.solve(closed.ode_problem(u, (0.0, 0.5)), ps.RK4(), dt=0.005, saveat=[0.5])
+    b = ps.solve(periodic.ode_problem(extended, (0.0, 0.5)), ps.RK4(), dt=0.005, saveat=[0.5])
+    assert a.stats.nsteps == b.stats.nsteps == 100
+    assert float((a.u - b.u[..., :n]).abs().max()) < 1e-12
+    assert float(a.u.abs().max()) > 0.1  # the flow has not decayed to nothing
 
 
 def _face_odd(f: torch.Tensor, dim: int) -> torch.Tensor:

@@ -169,7 +169,6 @@ def combine(weights: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
     return out[0] if weights.ndim == 1 else out
 
 
-
 def weighted_sum(coefficients: tuple[float, ...], terms: list[torch.Tensor]) -> torch.Tensor:
     r""":math:`\sum_j c_j k_j` written out term by term, with the coefficients as Python numbers
     (``add(k, alpha=c)``) and the zero ones skipped: the form for a step that autograd records

@@ -3,10 +3,11 @@ its two ways to answer a query, and the polynomial form of the Runge–Kutta int
 
 * ``interpolation_coefficients`` (the interpolant as :math:`\\sum_j C_j \\theta^j`) must give
   what ``interpolate`` gives, for every tableau family that provides it;
-* a sequence of one-time queries (the adjoint's pattern: the cached step, re-searched when a
-  member leaves it) must equal one query of all the times (the search), and both the analytic
-  solution, for members with different steps, forwards and backwards in time, and for a family
-  without coefficients (Rosenbrock).
+* a sequence of one-time queries (the adjoint's pattern: the cached step, re-searched when the
+  query leaves it, where all members share their steps; a search per query where they do not)
+  must equal one query of all the times (the search), and both the analytic solution, for
+  members with different steps and for one step sequence, forwards and backwards in time, and
+  for a family without coefficients (Rosenbrock).
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ def _decay(t, u, p):
 RATES = torch.tensor([0.5, 1.0, 3.0, 7.0], dtype=torch.float64)
 
 
-def _history(alg, t0: float, t1: float) -> tuple[DenseHistory, torch.Tensor]:
-    """A per-member solve of u' = -k u (each rate takes its own steps) with dense output."""
+def _history(alg, t0: float, t1: float, batch_ndim: int = 1
+             ) -> tuple[DenseHistory, torch.Tensor]:
+    """A solve of u' = -k u with dense output: per member (each rate takes its own steps), or
+    the four rows as one state (one step sequence)."""
     u0 = torch.ones(4, 2, dtype=torch.float64) * torch.tensor([1.0, -2.0], dtype=torch.float64)
-    prob = ps.ODEProblem(_decay, u0, (t0, t1), RATES, batch_ndim=1)
+    prob = ps.ODEProblem(_decay, u0, (t0, t1), RATES, batch_ndim=batch_ndim)
     sol = ps.solve(prob, alg, rtol=1e-9, atol=1e-12, dense=True)
     assert sol.successful
     return sol.dense, u0
@@ -68,16 +71,19 @@ def _exact(u0: torch.Tensor, t0: float, t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("alg", [ps.Tsit5(), ps.Vern7(), ps.KenCarp4(), ps.Rodas5P()],
                          ids=lambda a: a.name)
 @pytest.mark.parametrize("span", [(0.0, 2.0), (2.0, 0.0)], ids=["forward", "backward"])
-def test_one_time_queries_equal_the_search_and_the_solution(alg, span):
-    history, u0 = _history(alg, *span)
+@pytest.mark.parametrize("batch_ndim", [1, 0], ids=["per-member", "one-state"])
+def test_one_time_queries_equal_the_search_and_the_solution(alg, span, batch_ndim):
+    history, u0 = _history(alg, *span, batch_ndim)
     assert isinstance(history, DenseHistory)
     t0, t1 = span
     # the adjoint's pattern: from the end back to the start, several queries per step
     times = torch.linspace(t1, t0, 301, dtype=torch.float64)
     one_by_one = torch.cat([history.evaluate(t.reshape(1)) for t in times])
+    # members with steps of their own search every query; one step sequence reuses its step
+    assert (history._last is not None) == (batch_ndim == 0)
     all_at_once = history.evaluate(times)
     torch.testing.assert_close(one_by_one, all_at_once, rtol=1e-13, atol=1e-15)
-    exact = _exact(u0, t0, times)
+    exact = _exact(u0, t0, times).reshape(one_by_one.shape)  # (Q, B, N) flattened
     assert float(((one_by_one - exact).abs() / exact.abs().clamp_min(1.0)).max()) < 1e-6
     # beyond the span: NaN, also after a cached step was used
     outside = torch.tensor([t1 + math.copysign(0.5, t1 - t0)], dtype=torch.float64)

@@ -111,8 +111,8 @@ class DenseHistory:
 
     def _search(self, B: int, M: int) -> tuple[torch.Tensor, ...]:
         """What every query needs, computed once: directed step ends (B, M), the directed
-        bounds (B, 1) of each member's span (beyond them: NaN) and each member's first piece
-        (B, 1)."""
+        bounds (B, 1) of each member's span (beyond them: NaN), each member's first piece
+        (B, 1), and whether all members took the same steps (one host read per history)."""
         if self._search_cache is None:
             pieces = self._stack()
             t, h = pieces.t.reshape(B, M), pieces.h.reshape(B, M)
@@ -122,7 +122,8 @@ class DenseHistory:
             lo = (d * self.t_start - tol).expand(B)[:, None]
             hi = (d * self.t_end + tol)[:, None]
             first = M * torch.arange(B, device=t.device)[:, None]
-            self._search_cache = ((d * (t + h)).contiguous(), lo, hi, first)
+            shared = B == 1 or bool(((t == t[:1]) & (h == h[:1])).all())
+            self._search_cache = ((d * (t + h)).contiguous(), lo, hi, first, shared)
         return self._search_cache
 
     def evaluate(self, tq: torch.Tensor) -> torch.Tensor:
@@ -135,18 +136,22 @@ class DenseHistory:
         B, M, Q = self._steps[0][0].shape[0], len(self._steps), tq.shape[0]
         pieces = self._stack()
         tq = tq.to(pieces.t.dtype)
-        if Q == 1 and self._last is not None:
-            # a backward (adjoint) solve asks for one time at a time, mostly in the step it
-            # asked for last: reuse that step (one host read of the time instead of a search)
+        ends, lo, hi, first, shared = self._search(B, M)
+        # A backward (adjoint) solve asks for one time at a time, mostly in the step it asked
+        # for last. Where the members share their steps, that step is reused (one host read of
+        # the time instead of a search). Where they do not (per-member steps), the steps the
+        # members are in overlap too little for the reuse to pay: every query searches, on the
+        # device, without a host read.
+        reuse = Q == 1 and shared
+        if reuse and self._last is not None:
             lo_d, hi_d, last = self._last
             if lo_d <= self.direction * float(tq.detach()) <= hi_d:
                 return last.value(self.stepper, tq.expand(B))[None]
-        ends, lo, hi, first = self._search(B, M)
         q = (self.direction * tq).expand(B, Q).contiguous()  # (B, Q)
         idx = torch.searchsorted(ends, q).clamp_max(M - 1)  # (B, Q)
         at = pieces.at((idx + first).reshape(-1))
         values = at.value(self.stepper, tq.expand(B, Q).reshape(-1)).reshape(B, Q, -1)
-        if Q == 1:
+        if reuse:
             start = self.direction * at.t
             bounds = torch.stack([start.max(), (start + self.direction * at.h).min()])
             lo_d, hi_d = (float(x) for x in bounds)

@@ -88,7 +88,7 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 1,
 def time_interleaved(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 1,
                      device: torch.device | str | None = None, *,
                      max_seconds: float | None = None,
-                     min_repeats: int = 3) -> list[list[float]]:
+                     min_repeats: int = 3, settle: int = 0) -> list[list[float]]:
     """Like :func:`time_call` for several functions at once, in rounds: each round calls every
     function once (the order rotates from round to round), so a burst of load from other
     processes on a shared machine lands on all of them alike instead of on whichever ran then.
@@ -96,6 +96,13 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int
     With ``max_seconds``, stops after the round that passes it (warm-up included), once
     ``min_repeats`` rounds are done, so a heavily loaded machine cannot stretch a run without
     bound.
+
+    With ``settle``, each timed call follows that many untimed calls of the same function in
+    the same round, so it is timed in its own steady state rather than in the state the
+    previous function left the process in. (One function's allocations can slow the next:
+    after an eager pysciml solve, glibc's heap holds thousands of small freed chunks, and a
+    compiled ROBER solve that follows it takes 50 ms instead of 33 ms; one call of its own
+    restores it.)
 
     Returns one list of times (ms) per function, in the order of ``fns``: ``repeats`` of them,
     or fewer when ``max_seconds`` cut the rounds short.
@@ -111,7 +118,7 @@ def time_interleaved(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int
     for r in range(repeats):
         for k in range(n):
             i = (k + r) % n
-            times[i].extend(time_call(fns[i], 1, 0, device))
+            times[i].extend(time_call(fns[i], 1, settle, device))
         if (max_seconds is not None and r + 1 >= min_repeats
                 and time.perf_counter() - start > max_seconds):
             break

@@ -527,7 +527,7 @@ def run_case(case: Case, solvers: list[Solver], args, device) -> tuple[list[Poin
     if timed:
         print(f"  timing {len(timed)} runs in up to {args.repeats} interleaved rounds "
               f"({CASE_BUDGET_S:.0f} s budget) ...", flush=True)
-        times = time_interleaved([p.fn for _, p in timed], args.repeats, warmup=0,
+        times = time_interleaved([p.fn for _, p in timed], args.repeats, warmup=0, settle=1,
                                  device=device, max_seconds=CASE_BUDGET_S)
         for (pt, _), ts in zip(timed, times, strict=True):
             pt.times_ms = ts
@@ -1197,7 +1197,8 @@ def main(argv=None) -> int:
             "timing": ("first run untimed (probe); runs under 2 s then timed `repeats` times "
                        "in interleaved rounds with every other sub-2 s run of the same "
                        f"problem, all tolerances (rounds stop after {CASE_BUDGET_S:.0f} s, at "
-                       "least 3); median reported; runs of 2 s or more: the probe"),
+                       "least 3), each timed call right after an untimed call of the same "
+                       "run; median reported; runs of 2 s or more: the probe"),
             "matched_error": ("peer time at pysciml's achieved error: log-log interpolation on "
                               "the peer's Pareto front; flag † = the peer's fastest run is "
                               "already as accurate (its time; ratio is a lower bound), * = no "

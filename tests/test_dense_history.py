@@ -88,6 +88,11 @@ def test_one_time_queries_equal_the_search_and_the_solution(alg, span, batch_ndi
     # beyond the span: NaN, also after a cached step was used
     outside = torch.tensor([t1 + math.copysign(0.5, t1 - t0)], dtype=torch.float64)
     assert torch.isnan(history.evaluate(outside)).all()
+    # a caller that masks failed members itself (the adjoint) gets the nearest piece instead:
+    # just past the end, the last piece's polynomial continues the solution
+    past = torch.tensor([t1 + math.copysign(1e-9, t1 - t0)], dtype=torch.float64)
+    torch.testing.assert_close(history.evaluate(past, outside="extrapolate"),
+                               all_at_once[:1], rtol=1e-8, atol=0)
     inside = history.evaluate(times[:1])
     # t1 ends one step and starts the zero-length pieces of members that finished earlier: the
     # cached step evaluates its polynomial at theta = 1, the search may take the next piece's

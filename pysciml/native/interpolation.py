@@ -30,9 +30,26 @@ class _Pieces(NamedTuple):
     stages: torch.Tensor | None
     coefficients: torch.Tensor | None
     exponents: torch.Tensor | None  # (d + 1,)
+    # with coefficients: [t, h, 1 / h, coefficients] of a piece in one row (B*M, 3 + (d+1) N),
+    # so that a query gathers its pieces with one indexing (a kernel launch, on a GPU)
+    table: torch.Tensor | None = None
+
+    @classmethod
+    def with_coefficients(cls, t, h, inv_h, coefficients, exponents) -> _Pieces:
+        table = torch.cat([t[:, None], h[:, None], inv_h[:, None], coefficients.flatten(1)], 1)
+        return cls._from_rows(table, coefficients.shape[1:], exponents)
+
+    @classmethod
+    def _from_rows(cls, table, shape, exponents) -> _Pieces:
+        return cls(table[:, 0], table[:, 1], table[:, 2], None, None,
+                   table[:, 3:].view(-1, *shape), exponents, table)
 
     def at(self, index: torch.Tensor) -> _Pieces:
         """The pieces at ``index`` (a 1-d tensor)."""
+        if self.table is not None:
+            return self._from_rows(self.table[index], self.coefficients.shape[1:],
+                                   self.exponents)
+
         def take(x):
             return None if x is None else x[index]
 
@@ -101,12 +118,12 @@ class DenseHistory:
             t, h, u = t.reshape(-1), h.reshape(-1), u.reshape(B * M, N)
             stages = stages.reshape(B * M, -1, N)
             coefficients = self.stepper.interpolation_coefficients(u, h, stages.transpose(0, 1))
-            exponents = None
-            if coefficients is not None:
-                exponents = torch.arange(coefficients.shape[1], dtype=u.dtype, device=u.device)
-                u = stages = None  # the coefficients replace them
             inv_h = 1 / torch.where(h != 0, h, 1)
-            self._pieces = _Pieces(t, h, inv_h, u, stages, coefficients, exponents)
+            if coefficients is None:
+                self._pieces = _Pieces(t, h, inv_h, u, stages, None, None)
+            else:  # the coefficients replace the states and stages
+                exponents = torch.arange(coefficients.shape[1], dtype=u.dtype, device=u.device)
+                self._pieces = _Pieces.with_coefficients(t, h, inv_h, coefficients, exponents)
         return self._pieces
 
     def _search(self, B: int, M: int) -> tuple[torch.Tensor, ...]:
@@ -126,10 +143,12 @@ class DenseHistory:
             self._search_cache = ((d * (t + h)).contiguous(), lo, hi, first, shared)
         return self._search_cache
 
-    def evaluate(self, tq: torch.Tensor) -> torch.Tensor:
+    def evaluate(self, tq: torch.Tensor, outside: str = "nan") -> torch.Tensor:
         """The flattened solution at times ``tq`` (Q,) for every member: shape ``(Q, B, N)``.
 
-        Times outside ``[t0, t_end]`` of a member (beyond where it failed) give NaN.
+        Times outside ``[t0, t_end]`` of a member (beyond where it failed) give NaN; with
+        ``outside="extrapolate"``, the nearest piece's polynomial (for a caller that masks
+        such members itself: four operations less per query).
         """
         if not self._steps:
             raise ValueError("the integration took no steps; there is nothing to interpolate")
@@ -147,7 +166,7 @@ class DenseHistory:
             lo_d, hi_d, last = self._last
             if lo_d <= self.direction * float(tq.detach()) <= hi_d:
                 return last.value(self.stepper, tq.expand(B))[None]
-        q = (self.direction * tq).expand(B, Q).contiguous()  # (B, Q)
+        q = (tq if self.direction == 1 else self.direction * tq).expand(B, Q).contiguous()
         idx = torch.searchsorted(ends, q).clamp_max(M - 1)  # (B, Q)
         at = pieces.at((idx + first).reshape(-1))
         values = at.value(self.stepper, tq.expand(B, Q).reshape(-1)).reshape(B, Q, -1)
@@ -156,8 +175,9 @@ class DenseHistory:
             bounds = torch.stack([start.max(), (start + self.direction * at.h).min()])
             lo_d, hi_d = (float(x) for x in bounds)
             self._last = (lo_d, hi_d, at)
-        inside = (q >= lo) & (q <= hi)
-        values = torch.where(inside[..., None], values, float("nan"))
+        if outside == "nan":
+            inside = (q >= lo) & (q <= hi)
+            values = torch.where(inside[..., None], values, float("nan"))
         return values.transpose(0, 1)
 
     def __call__(self, tq: torch.Tensor) -> torch.Tensor:

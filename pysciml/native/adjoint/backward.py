@@ -48,13 +48,19 @@ def checkpointed(sensealg: Any) -> bool:
 
 
 class MaskedHistory:
-    """A forward dense output whose failed members read as their (finite) initial state."""
+    """A forward dense output as the backward solve reads it: failed members read as their
+    (finite) initial state, and no query is masked with NaN (the backward solve stays inside
+    the forward span; where it rounds past an end, the last piece's polynomial answers)."""
 
-    def __init__(self, history, ok: torch.Tensor, u0: torch.Tensor):
-        self.history, self.ok, self.u0 = history, ok, u0
+    def __init__(self, history, ok: torch.Tensor, u0: torch.Tensor, all_ok: bool):
+        self.history, self.ok, self.u0, self.all_ok = history, ok, u0, all_ok
 
     def evaluate(self, tq: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.ok[None, :, None], self.history.evaluate(tq), self.u0[None])
+        # a member that failed reads as u0 whatever its interpolant says beyond its end
+        values = self.history.evaluate(tq, outside="extrapolate")
+        if self.all_ok:
+            return values
+        return torch.where(self.ok[None, :, None], values, self.u0[None])
 
 
 def _segments(setup, t0: torch.Tensor, ts: torch.Tensor):
@@ -137,7 +143,7 @@ def _forward_on_segment(setup, history, ok, all_ok, u0, p_det, t_lo, t_hi, u_lo)
             seg = integrate(setup.stepper, lambda t, y: setup.rhs(t, y, p_det), t_lo, t_hi,
                             start, ts=t_hi.reshape(1), dense=True,
                             **_segment_kwargs(setup.loop_kwargs, t_lo, t_hi))
-        history = seg.dense if all_ok else MaskedHistory(seg.dense, ok, u0)
+        history = MaskedHistory(seg.dense, ok, u0, all_ok)
     return history.evaluate
 
 
@@ -165,7 +171,7 @@ def adjoint_backward(setup, u0, t0, ts, us, grad_us, *, want_t0: bool = True,
     if not all_ok:
         g = torch.where(ok[None, :, None], g, 0)
         us = torch.where(ok[None, :, None], us, u0[None])
-        history = MaskedHistory(history, ok, u0) if history is not None else None
+    history = MaskedHistory(history, ok, u0, all_ok) if history is not None else None
 
     lam = torch.zeros(B, N, dtype=dtype, device=device)
     mu = torch.zeros(P, dtype=dtype, device=device)

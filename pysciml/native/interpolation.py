@@ -152,6 +152,8 @@ class DenseHistory:
         """
         if not self._steps:
             raise ValueError("the integration took no steps; there is nothing to interpolate")
+        if outside not in ("nan", "extrapolate"):
+            raise ValueError(f"outside: expected 'nan' or 'extrapolate', got {outside!r}")
         B, M, Q = self._steps[0][0].shape[0], len(self._steps), tq.shape[0]
         pieces = self._stack()
         tq = tq.to(pieces.t.dtype)

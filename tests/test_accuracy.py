@@ -108,7 +108,12 @@ def test_saveat_a_spacing(alg):
 @pytest.mark.parametrize("problem", [A3, KEPLER, LOTKA_VOLTERRA], ids=lambda p: p.name)
 def test_dense_output(problem, alg):
     """sol(t) at 200 random times (the default dense output of a solve without saveat) has the
-    accuracy of the solution at the steps; sol(scalar) drops the time dimension."""
+    accuracy of the solution at the steps: its error is at most twice the largest error at the
+    step points, or 10 × rtol where those are more accurate still (an interpolant of the wrong
+    order or with wrong weights is off by orders of magnitude more). sol(scalar) drops the
+    time dimension. (The size of the error at the steps is the subject of
+    ``test_error_is_proportional_to_the_tolerance``: on Kepler D3 over [0, 20], three orbits,
+    it grows to ~120-150 × rtol with the explicit methods' default step control.)"""
     rtol = 1e-9
     sol = ps.solve(problem.ode_problem(), alg, rtol=rtol, atol=rtol / 100)
     gen = torch.Generator().manual_seed(1)
@@ -116,10 +121,16 @@ def test_dense_output(problem, alg):
     tq = torch.sort(t0 + (t1 - t0) * torch.rand(200, generator=gen)).values
     values = sol(tq)
     assert values.shape == (200, problem.N)
-    assert rel_error(values.numpy(), problem.reference(tq.numpy())) < BOUND * rtol
+    starts, sizes = sol.dense.member_steps()
+    starts = starts[sizes > 0]  # h = 0: a rejected trial, no step
+    assert len(starts) > 10
+    # at theta = 0 the interpolant is the step's own state
+    at_steps = rel_error(sol(starts).numpy(), problem.reference(starts.numpy()))
+    allowed = max(2 * at_steps, 10 * rtol)
+    assert rel_error(values.numpy(), problem.reference(tq.numpy())) < allowed
     mid = 0.5 * (t0 + t1)
     assert sol(mid).shape == (problem.N,)
-    assert rel_error(sol(mid).numpy(), problem.reference([mid])[0]) < BOUND * rtol
+    assert rel_error(sol(mid).numpy(), problem.reference([mid])[0]) < allowed
     # the ends of the span are the saved values
     torch.testing.assert_close(sol(torch.tensor([t0, t1])), sol.u, rtol=1e-13, atol=1e-13)
 
@@ -128,7 +139,12 @@ def test_dense_output(problem, alg):
 @pytest.mark.parametrize("problem", [A3, KEPLER, FORCED], ids=lambda p: p.name)
 def test_backwards_in_time(problem, alg):
     """tspan = (t1, t0) from the exact u(t1) reproduces the forward analytic solution at
-    decreasing save times, and in the dense output."""
+    decreasing save times, and in the dense output: within 100 × rtol, or at most twice the
+    error of SciPy's RK45 (Dormand–Prince 5(4)) solving the same backward problem at the same
+    tolerances (Kepler D3 run backwards ends at perihelion after three orbits, where the phase
+    error that builds up shows most: ~130 × rtol for RK45)."""
+    from scipy.integrate import solve_ivp
+
     t0, t1 = problem.tspan
     u_end = torch.tensor(problem.reference([t1])[0])
     ts = torch.linspace(t1, t0, 11)
@@ -138,11 +154,15 @@ def test_backwards_in_time(problem, alg):
     assert sol.retcode == ps.ReturnCode.Success
     torch.testing.assert_close(sol.t, ts, rtol=0, atol=0)
     ref = problem.reference(ts.numpy())
+    peer = solve_ivp(numpy_rhs(problem.f, problem.p), (t1, t0), u_end.numpy(), method="RK45",
+                     t_eval=ts.numpy(), rtol=rtol, atol=rtol / 100)
+    assert peer.status == 0
     # FORCED decays forwards, so it grows backwards: allow the amplification e^(t1 - t0)
     growth = np.exp(t1 - t0) if problem is FORCED else 1.0
-    assert rel_error(sol.u.numpy(), ref) < BOUND * rtol * growth
+    allowed = max(BOUND * rtol * growth, 2 * rel_error(peer.y.T, ref))
+    assert rel_error(sol.u.numpy(), ref) < allowed
     tq = torch.linspace(t1, t0, 37)[1:-1]
-    assert rel_error(sol(tq).numpy(), problem.reference(tq.numpy())) < BOUND * rtol * growth
+    assert rel_error(sol(tq).numpy(), problem.reference(tq.numpy())) < allowed
 
 
 @pytest.mark.parametrize("alg", ADAPTIVE, ids=ADAPTIVE_IDS)

@@ -147,6 +147,8 @@ CASES = [
     ("quadrature-nodes-zero", ValueError, r"nodes", lambda: ps.QuadratureAdjoint(nodes=0)),
     ("quadrature-nodes-float", ValueError, r"nodes", lambda: ps.QuadratureAdjoint(nodes=2.0)),
     ("controller-safety", ValueError, r"safety", lambda: ps.PIController(safety=1.5)),
+    ("controller-pcoeff", ValueError, r"pcoeff", lambda: ps.PIController(pcoeff=-0.1)),
+    ("controller-icoeff", ValueError, r"icoeff", lambda: ps.PIController(icoeff=0.0)),
     ("controller-factors", ValueError, r"factor_min",
      lambda: ps.PIController(factor_min=2.0)),
 ]

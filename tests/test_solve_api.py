@@ -366,9 +366,10 @@ def test_u0_is_not_modified_and_autograd_follows_u0():
         assert not ps.solve(DECAY.ode_problem(u0=u0g), ps.Tsit5()).u.requires_grad
 
 
-@pytest.mark.parametrize("controller", [ps.PIController(), ps.IController(),
+@pytest.mark.parametrize("controller", [None, ps.PIController(), ps.IController(),
+                                        ps.PIController(pcoeff=0.3, icoeff=0.3),
                                         ps.PIController(beta1=0.1, beta2=0.05, safety=0.8)],
-                         ids=["PI", "I", "PI-custom"])
+                         ids=["default", "PI", "I", "PI-gains", "PI-exponents"])
 def test_controllers(controller):
     ts = torch.linspace(0, 20, 6)
     sol = ps.solve(KEPLER.ode_problem(), ps.Tsit5(), saveat=ts, rtol=1e-9, atol=1e-11,
@@ -404,3 +405,48 @@ def test_linear_decay_any_rate_and_span(rate, t1, backwards):
     sol = ps.solve(prob, ps.Tsit5(), rtol=1e-9, atol=1e-12)
     assert sol.successful
     np.testing.assert_allclose(float(sol.u[-1, 0]), math.exp(-rate * (t_end - t0)), rtol=1e-7)
+
+
+@pytest.mark.parametrize("controller, order, beta1, beta2", [
+    (ps.PIController(), 4, 0.17, 0.04),  # Hairer's DOPRI5 rule at k = 5
+    (ps.PIController(pcoeff=0.4, icoeff=1.0), 4, 0.28, 0.08),
+    (ps.PIController(pcoeff=0.4, icoeff=1.0), 6, 1.4 / 7, 0.4 / 7),
+    (ps.IController(), 4, 0.2, 0.0),
+    (ps.PIController(beta1=0.1, beta2=0.05), 4, 0.1, 0.05),
+])
+def test_controller_step_rule(controller, order, beta1, beta2):
+    """``adapt`` against the rule written out by hand: h s e^-b1 e_prev^b2 on acceptance
+    (clipped to [f_min, f_max], the previous error floored at 1e-4), h min(1, s e^-b1) on
+    rejection, and the new state e (floored) only where the step was accepted."""
+    h = torch.tensor([0.1, 0.1, 0.2, 0.05], dtype=torch.float64)
+    errn = torch.tensor([0.3, 1e-9, 2.5, 0.8], dtype=torch.float64)
+    prev = torch.tensor([0.5, 1e-6, 0.9, 0.02], dtype=torch.float64)
+    accept = errn <= 1
+    h_next, state = controller.adapt(h, errn, prev, accept, order)
+    s, fmin, fmax = controller.safety, controller.factor_min, controller.factor_max
+    for i in range(4):
+        e = max(float(errn[i]), 1e-10)
+        if bool(accept[i]):
+            factor = min(fmax, max(fmin, s * e ** -beta1 * float(prev[i]) ** beta2))
+            assert float(state[i]) == pytest.approx(max(e, 1e-4), rel=1e-12)
+        else:
+            factor = min(1.0, max(fmin, s * e ** -beta1))
+            assert float(state[i]) == float(prev[i])
+        assert float(h_next[i]) == pytest.approx(float(h[i]) * factor, rel=1e-12)
+
+
+def test_default_controllers_per_family():
+    """The explicit Runge–Kutta methods use PI control with the integral gain of I control;
+    the stiff families keep Hairer's DOPRI5 gains; solve uses the family's default."""
+    for alg in (ps.Tsit5(), ps.DP5(), ps.Vern7()):
+        assert (alg.default_controller.pcoeff, alg.default_controller.icoeff) == (0.4, 1.0)
+    for alg in (ps.Rodas5P(), ps.KenCarp4(), ps.QNDF()):
+        assert (alg.default_controller.pcoeff, alg.default_controller.icoeff) == (0.2, 0.65)
+    ts = torch.linspace(0, 20, 6)
+    kw = dict(saveat=ts, rtol=1e-6, atol=1e-8)
+    default = ps.solve(KEPLER.ode_problem(), ps.Tsit5(), **kw)
+    explicit = ps.solve(KEPLER.ode_problem(), ps.Tsit5(),
+                        controller=ps.PIController(pcoeff=0.4, icoeff=1.0), **kw)
+    hairer = ps.solve(KEPLER.ode_problem(), ps.Tsit5(), controller=ps.PIController(), **kw)
+    assert default.stats == explicit.stats
+    assert default.stats != hairer.stats

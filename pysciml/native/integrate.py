@@ -320,13 +320,12 @@ def integrate(
     st = LoopState(t, u, h, controller.init_state(h), status, save_ptr, zero_i, zero_i, zero_i,
                    zero_i, cache)
 
-    rows: list[torch.Tensor] = []
+    rows: list[torch.Tensor] = []  # blocks (M, B) of save rows and (M, B, N) of values
     values: list[torch.Tensor] = []
-    batch_index = torch.arange(B, device=device)
     n_initial = int(save_ptr[0])
-    for j in range(n_initial):
-        rows.append(torch.full((B,), j, dtype=torch.int64, device=device))
-        values.append(u0)
+    if n_initial:
+        rows.append(torch.arange(n_initial, device=device)[:, None].expand(n_initial, B))
+        values.append(u0.expand(n_initial, B, N))
 
     history = DenseHistory(stepper, direction) if dense else None
     running_any = bool((status == 0).any())
@@ -363,8 +362,8 @@ def integrate(
                 history.append(st.t, torch.where(tr.accept, tr.h_step, ctx.zero), st.u, stages)
             if max_cross > 0:  # every save time crossed by this step at once
                 row, value = crossed_saves(ctx, st, tr, stages, max_cross)
-                rows.append(row.reshape(-1))
-                values.append(value.reshape(-1, N))
+                rows.append(row)
+                values.append(value)
 
         st = commit(ctx, st, tr)
         if any_stop:
@@ -378,10 +377,10 @@ def integrate(
     if us is None:
         us = torch.full((S + 1, B, N), float("nan"), dtype=dtype, device=device)
     if rows:
+        # each member's saved rows are distinct, except row S, which collects the discarded
+        # ones and is dropped below
         row_index = torch.cat(rows)
-        # every block of rows is (rows, B), member-minor
-        col_index = batch_index.repeat(row_index.shape[0] // B)
-        us = us.index_put((row_index, col_index), torch.cat(values))
+        us = us.scatter(0, row_index[..., None].expand(-1, -1, N), torch.cat(values))
     if history is not None:
         history.finish(t0.detach(), st.t.detach())
     naccept, nreject, nsteps = torch.stack(

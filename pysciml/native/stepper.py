@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .tableau import combine
+
 __all__ = ["AbstractStepper", "AbstractTableauStepper", "WrappingStepper", "StepResult", "RHS",
            "StageWeightInterpolation", "CountedRHS"]
 
@@ -161,12 +163,23 @@ class StageWeightInterpolation:
     (Hairer, Nørsett & Wanner I, II.6). Mixed into the explicit and the SDIRK steppers."""
 
     def interpolate(self, u, h, stages, theta):
-        """``stages`` ``(s, B, N)``, ``theta`` ``(*M, B)`` → ``(*M, B, N)``."""
+        r"""``stages`` ``(s, B, N)``, ``theta`` ``(*M, B)`` → ``(*M, B, N)``, by Horner's scheme
+        in :math:`\theta` over the step's coefficients :math:`c_j = \sum_i B_{ij} k_i`:
+
+        .. math::
+            u(t + \theta h) = u + h\theta\,(c_1 + \theta(c_2 + \dots + \theta c_d))
+
+        (one product over the stages, then ``d`` multiply-adds on the output's shape; no
+        powers of :math:`\theta`, no per-member matrix products)."""
         tab = self.tableau.tensors(u.dtype, u.device)
+        s, B, N = stages.shape
         degree = tab.interp.shape[1]
-        powers = theta[..., None] ** torch.arange(1, degree + 1, device=u.device, dtype=u.dtype)
-        weights = powers @ tab.interp.T  # (*M, B, s_all)
-        return torch.addcmul(u, h[:, None], torch.einsum("sbn,...bs->...bn", stages, weights))
+        c = combine(tab.interp.T, stages.reshape(s, B * N)).view(degree, B, N)
+        th = theta[..., None]  # (*M, B, 1)
+        acc = c[degree - 1]
+        for j in range(degree - 2, -1, -1):
+            acc = torch.addcmul(c[j], th, acc)
+        return torch.addcmul(u, h[:, None] * th, acc)
 
     def interpolation_coefficients(self, u, h, stages):
         r""":math:`C_0 = u`, :math:`C_j = h \sum_i B_{ij} k_i`: ``(B, d + 1, N)``."""

@@ -103,7 +103,7 @@ class Case:
     rtol: float
     atol: float
     device: torch.device
-    controller: str  # pysciml's step-size controller: "PI" (its default) or "I"
+    controller: str  # pysciml's step-size controller: a key of CONTROLLERS
     field: MLPField
     u0: torch.Tensor  # (BATCH, dim), float32
     ts: torch.Tensor  # (N_SAVE,), float32
@@ -229,7 +229,8 @@ def measure(case: Case, forward: Callable[[], torch.Tensor], *, label: str, pack
 PYSCIML_ALGS = {"Tsit5": ps.Tsit5, "DP5": ps.DP5}
 PYSCIML_SENSEALGS = {"direct": ps.DirectBackprop, "adjoint": ps.InterpolatingAdjoint}
 MODES = {"per-member": 1, "one state": 0}
-CONTROLLERS = {"PI": None, "I": ps.IController}  # None: solve's default (PIController)
+# None: solve's default (the explicit methods' PI gains k_P = 0.4, k_I = 1)
+CONTROLLERS = {"PI": None, "DOPRI5": ps.PIController, "I": ps.IController}
 
 
 def run_pysciml(case: Case, alg: str, gradient: str, mode: str) -> Measurement:
@@ -453,7 +454,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=None, help="default: rtol")
     ap.add_argument("--controller", choices=sorted(CONTROLLERS), default="PI",
-                    help="pysciml's step-size controller: PI (its default) or I (as "
+                    help="pysciml's step-size controller: PI (its default), DOPRI5 "
+                         "(PI with Hairer's DOPRI5 gains) or I (as "
                          "torchdiffeq and torchode use)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (skipped if unavailable)")
     ap.add_argument("--quick", action="store_true",

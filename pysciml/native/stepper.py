@@ -162,6 +162,13 @@ class StageWeightInterpolation:
 
     (Hairer, Nørsett & Wanner I, II.6). Mixed into the explicit and the SDIRK steppers."""
 
+    def _weight_sums(self, stages: torch.Tensor) -> torch.Tensor:
+        r""":math:`c_j = \sum_i B_{ij} k_i` for :math:`j = 1, \dots, d`: ``(d, B, N)`` from
+        ``stages`` ``(s, B, N)``, one product over the stages."""
+        tab = self.tableau.tensors(stages.dtype, stages.device)
+        s, B, N = stages.shape
+        return combine(tab.interp.T, stages.reshape(s, B * N)).view(-1, B, N)
+
     def interpolate(self, u, h, stages, theta):
         r"""``stages`` ``(s, B, N)``, ``theta`` ``(*M, B)`` → ``(*M, B, N)``, by Horner's scheme
         in :math:`\theta` over the step's coefficients :math:`c_j = \sum_i B_{ij} k_i`:
@@ -171,20 +178,16 @@ class StageWeightInterpolation:
 
         (one product over the stages, then ``d`` multiply-adds on the output's shape; no
         powers of :math:`\theta`, no per-member matrix products)."""
-        tab = self.tableau.tensors(u.dtype, u.device)
-        s, B, N = stages.shape
-        degree = tab.interp.shape[1]
-        c = combine(tab.interp.T, stages.reshape(s, B * N)).view(degree, B, N)
+        c = self._weight_sums(stages)
         th = theta[..., None]  # (*M, B, 1)
-        acc = c[degree - 1]
-        for j in range(degree - 2, -1, -1):
+        acc = c[-1]
+        for j in range(c.shape[0] - 2, -1, -1):
             acc = torch.addcmul(c[j], th, acc)
         return torch.addcmul(u, h[:, None] * th, acc)
 
     def interpolation_coefficients(self, u, h, stages):
-        r""":math:`C_0 = u`, :math:`C_j = h \sum_i B_{ij} k_i`: ``(B, d + 1, N)``."""
-        tab = self.tableau.tensors(u.dtype, u.device)
-        higher = torch.einsum("sbn,sj->bjn", stages, tab.interp) * h[:, None, None]
+        r""":math:`C_0 = u`, :math:`C_j = h c_j` (:meth:`_weight_sums`): ``(B, d + 1, N)``."""
+        higher = self._weight_sums(stages).transpose(0, 1) * h[:, None, None]
         return torch.cat([u[:, None], higher], 1)
 
 
